@@ -1,0 +1,316 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"reflect"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v4"
+
+	"sitesync.example/gateway"
+)
+
+// DefaultConfigPath is read when --config is not given and the file exists.
+const DefaultConfigPath = "gateway.yaml"
+
+// Config is the gateway's configuration file (DESIGN §10). Every key is documented in
+// config.example.yaml.
+type Config struct {
+	DataDir  string         `yaml:"data_dir"`
+	SiteID   string         `yaml:"site_id"`
+	Policy   string         `yaml:"policy"`
+	LAN      LANConfig      `yaml:"lan"`
+	Upstream UpstreamConfig `yaml:"upstream"`
+	Query    QueryConfig    `yaml:"query"`
+	Outbox   OutboxConfig   `yaml:"outbox"`
+	Log      LogConfig      `yaml:"log"`
+}
+
+// LANConfig is the `lan:` section: the browsers' side.
+type LANConfig struct {
+	Listen      string       `yaml:"listen"`
+	PublicURL   string       `yaml:"public_url"`
+	Enrollment  string       `yaml:"enrollment"`
+	DefaultRole string       `yaml:"default_role"`
+	TLS         TLSConfig    `yaml:"tls"`
+	WebRTC      WebRTCConfig `yaml:"webrtc"`
+}
+
+// TLSConfig names a certificate and key for the LAN listener; both empty means plain HTTP.
+type TLSConfig struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// WebRTCConfig is where the data channels' UDP (and ICE-TCP) port listens.
+type WebRTCConfig struct {
+	Listen      string   `yaml:"listen"`
+	UDPPort     int      `yaml:"udp_port"`
+	TCPFallback bool     `yaml:"tcp_fallback"`
+	Interfaces  []string `yaml:"interfaces"`
+}
+
+// UpstreamConfig is the `upstream:` section: ERP5 and the satellite link.
+type UpstreamConfig struct {
+	URL         string            `yaml:"url"`
+	Auth        AuthConfig        `yaml:"auth"`
+	Protocol    string            `yaml:"protocol"`
+	Modules     map[string]string `yaml:"modules"`
+	Scopes      []ScopeConfig     `yaml:"scopes"`
+	DailyBudget int64             `yaml:"daily_budget"`
+	CostPerMB   float64           `yaml:"cost_per_mb"`
+}
+
+// AuthConfig is how the gateway authenticates to ERP5.
+type AuthConfig struct {
+	User     string `yaml:"user"`
+	Password string `yaml:"password"`
+	Token    string `yaml:"token"`
+	Cookie   string `yaml:"cookie"`
+}
+
+// ScopeConfig is one set of documents the downlink replicates.
+type ScopeConfig struct {
+	Name       string   `yaml:"name"`
+	PortalType string   `yaml:"portal_type"`
+	Query      string   `yaml:"query"`
+	Fields     []string `yaml:"fields"`
+}
+
+// QueryConfig tunes the query language.
+type QueryConfig struct {
+	DateKeys []string `yaml:"date_keys"`
+}
+
+// OutboxConfig tunes the outbox.
+type OutboxConfig struct {
+	KeepDone Duration `yaml:"keep_done"`
+}
+
+// LogConfig sets the log level and format.
+type LogConfig struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+// Duration is a time.Duration written as Go writes it ("720h", "90s").
+type Duration time.Duration
+
+// UnmarshalYAML parses a duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a duration (like 720h or 90s)", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML writes the duration as a string.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// ExampleSiteID is the site_id of config.example.yaml; the uplink refuses it.
+const ExampleSiteID = "example-site"
+
+// DefaultConfig returns the built-in configuration.
+func DefaultConfig() Config {
+	return Config{
+		DataDir: "./data",
+		Policy:  "",
+		LAN: LANConfig{
+			Listen:      "0.0.0.0:8080",
+			Enrollment:  "invite",
+			DefaultRole: "clerk",
+			WebRTC:      WebRTCConfig{UDPPort: 50000, TCPFallback: true},
+		},
+		Upstream: UpstreamConfig{
+			Protocol: "auto",
+			Modules:  gateway.DefaultModules(),
+			Scopes: []ScopeConfig{
+				{Name: "Person", PortalType: "Person", Fields: []string{"title", "first_name", "last_name", "email", "reference"}},
+			},
+			CostPerMB: 5.0,
+		},
+		Query:  QueryConfig{DateKeys: []string{"modification_date", "creation_date", "start_date", "stop_date", "birthday"}},
+		Outbox: OutboxConfig{KeepDone: Duration(720 * time.Hour)},
+		Log:    LogConfig{Level: "info", Format: "text"},
+	}
+}
+
+// ConfigError is a configuration value that is wrong; Field names its key.
+type ConfigError struct {
+	Field string
+	Err   error
+}
+
+// Error implements error.
+func (e *ConfigError) Error() string { return fmt.Sprintf("config: %s: %v", e.Field, e.Err) }
+
+// Unwrap returns the underlying error.
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// ReadConfigFile reads the file at path over the defaults.
+func ReadConfigFile(path string) (Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	cfg, err := ParseConfig(f)
+	if err != nil {
+		return Config{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// ParseConfig reads YAML from r over the defaults, then expands ${NAME} in every string value
+// ($${ stands for a literal ${). Unknown keys are errors.
+func ParseConfig(r io.Reader) (Config, error) {
+	cfg := DefaultConfig()
+	buf, err := io.ReadAll(r)
+	if err != nil {
+		return cfg, err
+	}
+	if len(bytes.TrimSpace(buf)) > 0 {
+		dec := yaml.NewDecoder(bytes.NewReader(buf))
+		dec.KnownFields(true)
+		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+			return cfg, fmt.Errorf("config: %w", err)
+		}
+	}
+	expandStrings(reflect.ValueOf(&cfg).Elem())
+	return cfg, cfg.Validate()
+}
+
+// expandStrings replaces ${NAME} in every string reachable from v.
+func expandStrings(v reflect.Value) {
+	switch v.Kind() {
+	case reflect.String:
+		if v.CanSet() {
+			v.SetString(ExpandEnv(v.String()))
+		}
+	case reflect.Struct:
+		for i := 0; i < v.NumField(); i++ {
+			expandStrings(v.Field(i))
+		}
+	case reflect.Slice:
+		for i := 0; i < v.Len(); i++ {
+			expandStrings(v.Index(i))
+		}
+	case reflect.Map:
+		for _, k := range v.MapKeys() {
+			e := v.MapIndex(k)
+			if e.Kind() == reflect.String {
+				v.SetMapIndex(k, reflect.ValueOf(ExpandEnv(e.String())))
+			}
+		}
+	case reflect.Pointer:
+		if !v.IsNil() {
+			expandStrings(v.Elem())
+		}
+	}
+}
+
+// ExpandEnv replaces ${NAME} with the environment variable NAME; "$${" is a literal "${". An
+// unset variable becomes empty, with a warning. A "$" not followed by "{" is kept, so
+// passwords with "$5" survive.
+func ExpandEnv(s string) string {
+	if !strings.Contains(s, "${") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		switch {
+		case strings.HasPrefix(s[i:], "$${"):
+			b.WriteString("${")
+			i += 3
+		case strings.HasPrefix(s[i:], "${"):
+			end := strings.IndexByte(s[i+2:], '}')
+			if end < 0 {
+				b.WriteString(s[i:])
+				i = len(s)
+				continue
+			}
+			name := s[i+2 : i+2+end]
+			val, ok := os.LookupEnv(name)
+			if !ok {
+				slog.Warn("config names an unset environment variable; using empty", "name", name)
+			}
+			b.WriteString(val)
+			i += 3 + end
+		default:
+			b.WriteByte(s[i])
+			i++
+		}
+	}
+	return b.String()
+}
+
+// Validate checks values that would otherwise fail later and far from the file.
+func (c *Config) Validate() error {
+	if c.DataDir == "" {
+		return &ConfigError{"data_dir", errors.New("must not be empty")}
+	}
+	switch c.LAN.Enrollment {
+	case "invite", "open":
+	default:
+		return &ConfigError{"lan.enrollment", fmt.Errorf("%q is not invite or open", c.LAN.Enrollment)}
+	}
+	if (c.LAN.TLS.Cert == "") != (c.LAN.TLS.Key == "") {
+		return &ConfigError{"lan.tls", errors.New("cert and key go together")}
+	}
+	if c.LAN.WebRTC.UDPPort < 0 || c.LAN.WebRTC.UDPPort > 65535 {
+		return &ConfigError{"lan.webrtc.udp_port", fmt.Errorf("%d is not a port", c.LAN.WebRTC.UDPPort)}
+	}
+	switch c.Upstream.Protocol {
+	case "auto", "batch", "stock":
+	default:
+		return &ConfigError{"upstream.protocol", fmt.Errorf("%q is not auto, batch or stock", c.Upstream.Protocol)}
+	}
+	for i, s := range c.Upstream.Scopes {
+		if s.PortalType == "" {
+			return &ConfigError{fmt.Sprintf("upstream.scopes[%d].portal_type", i), errors.New("must not be empty")}
+		}
+		if s.Name == "" {
+			c.Upstream.Scopes[i].Name = s.PortalType
+		}
+	}
+	if c.Upstream.DailyBudget < 0 {
+		return &ConfigError{"upstream.daily_budget", errors.New("must not be negative")}
+	}
+	switch strings.ToLower(c.Log.Level) {
+	case "debug", "info", "warn", "error":
+	default:
+		return &ConfigError{"log.level", fmt.Errorf("%q is not debug, info, warn or error", c.Log.Level)}
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		return &ConfigError{"log.format", fmt.Errorf("%q is not text or json", c.Log.Format)}
+	}
+	return nil
+}
+
+// ValidateUplink checks what the uplink needs beyond Validate: a real site id.
+func (c *Config) ValidateUplink() error {
+	switch c.SiteID {
+	case "":
+		return &ConfigError{"site_id", errors.New("required for the uplink: this site's name at ERP5")}
+	case ExampleSiteID:
+		return &ConfigError{"site_id", fmt.Errorf("%q is the example value; set this site's own name", ExampleSiteID)}
+	}
+	if c.Upstream.URL == "" {
+		return &ConfigError{"upstream.url", errors.New("required for the uplink")}
+	}
+	return nil
+}

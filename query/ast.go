@@ -1,0 +1,59 @@
+// Package query implements the jIO query language (JIO-QUERY.md): lexer, parser, the jIO JSON
+// tree, jIO's serialisation to the character, and an in-memory evaluator that is the
+// executable specification the SQL compiler in sqlite/ is tested against. Pure: no I/O.
+package query
+
+// Query is a node of a parsed jIO query: *Simple or *Complex.
+type Query interface {
+	// String returns jIO's serialisation of the query (JIO-QUERY.md, "Tree and serialisation").
+	String() string
+	isQuery()
+}
+
+// Simple is a leaf: key, value and an optional comparison operator.
+//
+// Key is "" for a key-less (full-text) term. Operator is "" when none was written; then the
+// term matches with LIKE when Value contains "%", else with "=".
+type Simple struct {
+	Key      string
+	Value    string
+	Operator string // "", "=", "!=", "<", "<=", ">", ">="
+}
+
+// Complex combines queries with AND, OR or NOT. Operator "" (a client tree that omitted it)
+// means AND. A NOT has exactly one child.
+type Complex struct {
+	Operator string // "AND", "OR", "NOT" or ""
+	Queries  []Query
+}
+
+func (*Simple) isQuery()  {}
+func (*Complex) isQuery() {}
+
+// Operators that may lead a value.
+const (
+	OpEQ = "="
+	OpNE = "!="
+	OpLT = "<"
+	OpLE = "<="
+	OpGT = ">"
+	OpGE = ">="
+)
+
+// SortKey is one element of jIO's sort_on: a key and its direction.
+type SortKey struct {
+	Key        string
+	Descending bool
+}
+
+// Options are allDocs' options besides the query (JIO-QUERY.md, "Options"). Skip and Count
+// come from limit: [skip] or [skip, count]; Count 0 means no cap.
+type Options struct {
+	SortOn      []SortKey
+	Skip        int
+	Count       int
+	SelectList  []string
+	IncludeDocs bool
+	// DateKeys names the keys compared and sorted as dates (query.date_keys).
+	DateKeys []string
+}

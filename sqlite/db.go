@@ -1,0 +1,363 @@
+// Package sqlite owns the gateway's database file: opening it with the pragmas durability
+// needs, the embedded migrations, the replica's documents, compiling jIO queries to
+// parameterised SQL, and the transactions that span tables (a write; applying ERP5's answers).
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"sitesync.example/gateway"
+)
+
+//go:embed migration/*.sql
+var migrationFS embed.FS
+
+// TimeLayout is how times are stored: UTC, fixed width, so text order is time order.
+const TimeLayout = "2006-01-02T15:04:05.000000000Z"
+
+// DefaultBusyTimeout is how long a connection waits for a lock before SQLITE_BUSY. Operator
+// commands run beside `serve`; five seconds covers a long group commit.
+const DefaultBusyTimeout = 5 * time.Second
+
+// FileName is the database's name inside the data directory.
+const FileName = "gateway.db"
+
+// DB is the gateway's database: one writer connection (immediate transactions, so a read
+// never has to upgrade to a write lock) and a pool of read-only connections on the same file.
+type DB struct {
+	// Path is the database file.
+	Path string
+	// Synchronous is the synchronous pragma of the writer: "full" (the default: an
+	// acknowledged write survives power loss) or "off" (benchmarks only).
+	Synchronous string
+	// Now returns the current time; tests replace it.
+	Now func() time.Time
+
+	writer *sql.DB
+	reader *sql.DB
+}
+
+// NewDB returns a DB for the file at path; call Open before use.
+func NewDB(path string) *DB {
+	return &DB{Path: path, Synchronous: "full", Now: time.Now}
+}
+
+// Open opens (creating if needed) the database file, checks its pragmas and applies the
+// embedded migrations under an exclusive lock. Several processes may open one new file at
+// once; each waits for the other's migrations. A file whose schema is newer than this binary
+// knows is refused.
+func Open(ctx context.Context, path string) (*DB, error) {
+	db := NewDB(path)
+	if err := db.Open(ctx); err != nil {
+		return nil, err
+	}
+	return db, nil
+}
+
+// Open opens the file named by db.Path; see the package-level Open.
+func (db *DB) Open(ctx context.Context) (err error) {
+	if db.Path == "" {
+		return fmt.Errorf("open database: no path")
+	}
+	if dir := filepath.Dir(db.Path); dir != "" {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return fmt.Errorf("open database: %w", err)
+		}
+	}
+	if db.Now == nil {
+		db.Now = time.Now
+	}
+	if db.Synchronous == "" {
+		db.Synchronous = "full"
+	}
+	defer func() {
+		if err != nil {
+			db.Close()
+		}
+	}()
+	q := url.Values{}
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", DefaultBusyTimeout.Milliseconds()))
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Add("_pragma", "synchronous("+db.Synchronous+")")
+	q.Add("_time_format", "sqlite")
+	wq := url.Values{}
+	for k, v := range q {
+		wq[k] = v
+	}
+	wq.Add("_txlock", "immediate")
+	if db.writer, err = sql.Open("sqlite", "file:"+db.Path+"?"+wq.Encode()); err != nil {
+		return fmt.Errorf("open database: %w", err)
+	}
+	db.writer.SetMaxOpenConns(1)
+	db.writer.SetMaxIdleConns(1)
+	db.writer.SetConnMaxLifetime(0)
+	db.writer.SetConnMaxIdleTime(0)
+
+	if err := db.setWAL(ctx); err != nil {
+		return err
+	}
+	if err := db.migrate(ctx); err != nil {
+		return err
+	}
+	if err := db.verify(ctx); err != nil {
+		return err
+	}
+
+	rq := url.Values{}
+	for k, v := range q {
+		rq[k] = v
+	}
+	rq.Add("_pragma", "query_only(1)")
+	if db.reader, err = sql.Open("sqlite", "file:"+db.Path+"?"+rq.Encode()); err != nil {
+		return fmt.Errorf("open database: %w", err)
+	}
+	db.reader.SetMaxOpenConns(8)
+	db.reader.SetMaxIdleConns(8)
+	return nil
+}
+
+// setWAL switches the file to WAL mode. A fresh file being opened by several processes at
+// once may answer SQLITE_BUSY here without calling the busy handler, so it retries.
+func (db *DB) setWAL(ctx context.Context) error {
+	deadline := time.Now().Add(DefaultBusyTimeout)
+	for {
+		var mode string
+		err := db.writer.QueryRowContext(ctx, `PRAGMA journal_mode=wal`).Scan(&mode)
+		if err == nil && mode == "wal" {
+			return nil
+		}
+		if err == nil {
+			return fmt.Errorf("open database: journal_mode is %q, want wal", mode)
+		}
+		if !IsBusy(err) || time.Now().After(deadline) {
+			return fmt.Errorf("open database: set WAL: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// verify checks that the writer runs with the pragmas durability depends on.
+func (db *DB) verify(ctx context.Context) error {
+	checks := []struct {
+		pragma string
+		want   string
+	}{
+		{"journal_mode", "wal"},
+		{"foreign_keys", "1"},
+		{"synchronous", map[string]string{"full": "2", "off": "0", "normal": "1", "extra": "3"}[db.Synchronous]},
+	}
+	for _, c := range checks {
+		var got string
+		if err := db.writer.QueryRowContext(ctx, "PRAGMA "+c.pragma).Scan(&got); err != nil {
+			return fmt.Errorf("open database: read %s: %w", c.pragma, err)
+		}
+		if got != c.want {
+			return fmt.Errorf("open database: %s is %s, want %s", c.pragma, got, c.want)
+		}
+	}
+	return nil
+}
+
+// migrations returns the embedded migration names in order.
+func migrations() ([]string, error) {
+	names, err := fs.Glob(migrationFS, "migration/*.sql")
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// SchemaVersion is the number of migrations this binary knows.
+func SchemaVersion() int {
+	names, _ := migrations()
+	return len(names)
+}
+
+// ErrSchemaTooNew is returned by Open for a database written by a newer gateway.
+var ErrSchemaTooNew = errors.New("database schema is newer than this gateway; upgrade the gateway")
+
+// migrate applies the migrations the file lacks, each in the one exclusive transaction that
+// also records it, so concurrent starters serialise and none applies a migration twice.
+func (db *DB) migrate(ctx context.Context) error {
+	names, err := migrations()
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	conn, err := db.writer.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `BEGIN EXCLUSIVE`); err != nil {
+		return fmt.Errorf("migrate: lock: %w", err)
+	}
+	done := false
+	defer func() {
+		if !done {
+			conn.ExecContext(context.WithoutCancel(ctx), `ROLLBACK`)
+		}
+	}()
+	if _, err := conn.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY) STRICT`); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	applied := map[string]bool{}
+	rows, err := conn.QueryContext(ctx, `SELECT name FROM migrations`)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			rows.Close()
+			return fmt.Errorf("migrate: %w", err)
+		}
+		applied[n] = true
+	}
+	rows.Close()
+	known := map[string]bool{}
+	for _, n := range names {
+		known[strings.TrimPrefix(n, "migration/")] = true
+	}
+	for n := range applied {
+		if !known[n] {
+			return fmt.Errorf("open database %s: %w (it has migration %s)", db.Path, ErrSchemaTooNew, n)
+		}
+	}
+	for _, name := range names {
+		short := strings.TrimPrefix(name, "migration/")
+		if applied[short] {
+			continue
+		}
+		buf, err := fs.ReadFile(migrationFS, name)
+		if err != nil {
+			return fmt.Errorf("migrate %s: %w", short, err)
+		}
+		if _, err := conn.ExecContext(ctx, string(buf)); err != nil {
+			return fmt.Errorf("migrate %s: %w", short, err)
+		}
+		if _, err := conn.ExecContext(ctx, `INSERT INTO migrations (name) VALUES (?)`, short); err != nil {
+			return fmt.Errorf("migrate %s: %w", short, err)
+		}
+	}
+	if _, err := conn.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES ('schema_version', ?)
+		ON CONFLICT (key) DO UPDATE SET value = excluded.value`, fmt.Sprint(len(names))); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if _, err := conn.ExecContext(ctx, `COMMIT`); err != nil {
+		return fmt.Errorf("migrate: commit: %w", err)
+	}
+	done = true
+	return nil
+}
+
+// Close closes both pools. It is safe to call more than once.
+func (db *DB) Close() error {
+	var errs []error
+	if db.reader != nil {
+		errs = append(errs, db.reader.Close())
+		db.reader = nil
+	}
+	if db.writer != nil {
+		errs = append(errs, db.writer.Close())
+		db.writer = nil
+	}
+	return errors.Join(errs...)
+}
+
+// Writer returns the single writer connection pool. Transactions begun on it are IMMEDIATE.
+func (db *DB) Writer() *sql.DB { return db.writer }
+
+// Reader returns the read-only pool.
+func (db *DB) Reader() *sql.DB { return db.reader }
+
+// NowText returns db.Now() in TimeLayout.
+func (db *DB) NowText() string { return FormatTime(db.Now()) }
+
+// FormatTime returns t in TimeLayout (UTC).
+func FormatTime(t time.Time) string { return t.UTC().Format(TimeLayout) }
+
+// ParseTime parses a time stored in TimeLayout; "" gives the zero time.
+func ParseTime(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	return time.Parse(TimeLayout, s)
+}
+
+// Meta returns the value of a meta key, and "" if it is not set.
+func (db *DB) Meta(ctx context.Context, key string) (string, error) {
+	var v string
+	err := db.reader.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, key).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return v, err
+}
+
+// SetMeta sets a meta key.
+func (db *DB) SetMeta(ctx context.Context, key, value string) error {
+	_, err := db.writer.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES (?, ?)
+		ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value)
+	return FormatError(err)
+}
+
+// InTx runs fn in one writer transaction (BEGIN IMMEDIATE) and commits it; an error from fn
+// rolls it back.
+func (db *DB) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := db.writer.BeginTx(ctx, nil)
+	if err != nil {
+		return FormatError(err)
+	}
+	defer tx.Rollback()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return FormatError(tx.Commit())
+}
+
+// IsBusy reports whether err is SQLITE_BUSY or SQLITE_LOCKED.
+func IsBusy(err error) bool {
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		c := se.Code() & 0xff
+		return c == sqlite3.SQLITE_BUSY || c == sqlite3.SQLITE_LOCKED
+	}
+	return false
+}
+
+// FormatError maps driver errors to gateway errors where a caller can act on them: a full
+// disk becomes ENOSPACE, a constraint ECONFLICT. Others pass through unchanged.
+func FormatError(err error) error {
+	if err == nil {
+		return nil
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() & 0xff {
+		case sqlite3.SQLITE_FULL:
+			return &gateway.Error{Code: gateway.ENOSPACE, Message: "the gateway's disk is full; the write was not stored"}
+		case sqlite3.SQLITE_CONSTRAINT:
+			return &gateway.Error{Code: gateway.ECONFLICT, Message: "the write conflicts with stored data"}
+		}
+	}
+	return err
+}
