@@ -1,6 +1,17 @@
-// Package query implements the jIO query language (JIO-QUERY.md): lexer, parser, the jIO JSON
-// tree, jIO's serialisation to the character, and an in-memory evaluator that is the
-// executable specification the SQL compiler in sqlite/ is tested against. Pure: no I/O.
+// Package query implements the jIO query language (JIO-QUERY.md, jIO 3.45.0): lexer, parser,
+// the jIO JSON tree, jIO's serialisation to the character, and an in-memory evaluator that is
+// the executable specification the SQL compiler in sqlite/ is tested against. Pure: no I/O.
+//
+// Parse reads a query string, ParseJSON a client's tree; String (Format for a possibly nil
+// query) and MarshalJSON write them back. Match and Exec evaluate. sqlite/ registers Like,
+// CompareDates, CompareOrdered and StringForm as SQL functions and orders by SortBytes, so the
+// SQL and Exec agree by construction where the rules are not plain SQL.
+//
+// Where jIO leaves a choice open or misbehaves, the package decides, and says so at the
+// function concerned: the empty query string is nil and matches everything; `\"` is the only
+// escape in a quoted string; AND, OR and NOT are keywords unless a letter, digit or `_`
+// follows (jison's `\b`); a value ending in a backslash is written back as a bare word; null
+// properties never match; dates without a zone are UTC; total_rows counts before the limit.
 package query
 
 // Query is a node of a parsed jIO query: *Simple or *Complex.
@@ -47,7 +58,8 @@ type SortKey struct {
 }
 
 // Options are allDocs' options besides the query (JIO-QUERY.md, "Options"). Skip and Count
-// come from limit: [skip] or [skip, count]; Count 0 means no cap.
+// come from limit: [skip] or [skip, count]; Count 0 means no cap. SelectList nil means no
+// select_list was given, and differs from an empty one (see Exec).
 type Options struct {
 	SortOn      []SortKey
 	Skip        int
