@@ -8,7 +8,7 @@ import (
 )
 
 // Error codes. Each is one family of DESIGN §3's `reason` words; adapters map a code to an
-// HTTP-like status (lan.StatusOf) and callers branch on ErrorCode(err).
+// HTTP-like status (Status) and callers branch on ErrorCode(err).
 const (
 	EINVALID      = "invalid"      // 400: a well-formed request whose value is wrong
 	EUNAUTHORIZED = "unauthorized" // 401: no or bad token
