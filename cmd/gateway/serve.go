@@ -4,60 +4,182 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
+
+	"sitesync.example/gateway"
+	"sitesync.example/gateway/control"
+	"sitesync.example/gateway/lan"
+	"sitesync.example/gateway/rpc"
+	"sitesync.example/gateway/sqlite"
+	"sitesync.example/gateway/upstream"
 )
 
 func init() { register(newServeCommand) }
+
+// shutdownTimeout bounds a graceful stop: closing channels, finishing in-flight writes and a
+// last uplink round.
+const shutdownTimeout = 15 * time.Second
 
 func newServeCommand(m *Main) *cobra.Command {
 	var listen string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the gateway: web app, data channels, uplink and downlink",
-		Args:  args(cobra.NoArgs),
+		Long: `Run the gateway until SIGINT or SIGTERM: the web app and /signal on lan.listen, the
+data channels on one UDP port, the uplink that drains the outbox to ERP5 (when site_id and
+upstream.url are set), the control socket for operator commands, /healthz, /readyz and
+/metrics. Each start begins a new outbox epoch (DESIGN §6).`,
+		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if listen != "" {
 				m.Config.LAN.Listen = listen
 			}
-			return m.serve(cmd.Context())
+			s, err := m.StartServer(cmd.Context())
+			if err != nil {
+				return err
+			}
+			<-cmd.Context().Done()
+			m.Logger.Info("stopping")
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(cmd.Context()), shutdownTimeout)
+			defer cancel()
+			return s.Close(ctx)
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", "", "HTTP listen address (overrides lan.listen)")
 	return cmd
 }
 
-// serve runs the server until ctx is cancelled.
-func (m *Main) serve(ctx context.Context) error {
-	db, err := m.OpenDB(ctx)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
+// Server is a running gateway: everything `serve` starts, for `serve`, `demo` and tests.
+type Server struct {
+	DB       *sqlite.DB
+	LAN      *lan.Server
+	Service  *rpc.Service
+	Uplink   *upstream.Uplink // nil when the uplink is not configured
+	Control  *control.Server
+	Registry *prometheus.Registry
 
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintln(w, "ok")
-	})
-	ln, err := net.Listen("tcp", m.Config.LAN.Listen)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
+	outbox *outboxRuntime
+}
+
+// URL returns the web app's address.
+func (s *Server) URL() string { return s.LAN.URL() }
+
+// StartServer opens the database, loads the policy, starts the outbox's background work, the
+// uplink (when configured), the LAN server and the control socket, and returns once all
+// listen. On error everything started is closed again.
+func (m *Main) StartServer(ctx context.Context) (s *Server, err error) {
+	s = &Server{Registry: prometheus.NewRegistry()}
+	defer func() {
+		if err != nil {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+			defer cancel()
+			s.Close(cctx)
+			s = nil
+		}
+	}()
+	s.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	if s.DB, err = m.OpenDB(ctx); err != nil {
+		return s, err
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	m.Logger.Info("gateway serving", "addr", ln.Addr().String(), "data_dir", m.Config.DataDir)
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case <-ctx.Done():
-	case err := <-errc:
-		if !errors.Is(err, http.ErrServerClosed) {
-			return err
+	pol, err := m.loadPolicy(m.Config.Policy)
+	if err != nil {
+		return s, err
+	}
+	s.Service = rpc.NewService(s.DB, pol)
+	s.Service.DateKeys = m.Config.Query.DateKeys
+	s.Service.Logger = m.Logger.With("subsystem", "rpc")
+
+	if err := m.Config.ValidateUplink(); err != nil {
+		m.Logger.Warn("uplink disabled: writes are kept in the outbox until it is configured", "reason", err)
+	} else if s.Uplink, err = m.NewUplink(ctx, s.DB, s.Registry); err != nil {
+		return s, err
+	}
+	wake := func() {
+		if s.Uplink != nil {
+			s.Uplink.Wake()
 		}
 	}
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	return srv.Shutdown(shutdownCtx)
+	if s.outbox, err = m.startOutbox(ctx, s.DB, wake); err != nil {
+		return s, err
+	}
+	if s.Uplink != nil {
+		u := s.Uplink
+		s.Service.Link = func() rpc.LinkStatus {
+			st := u.Status().Link
+			ls := rpc.LinkStatus{State: string(st.State), LastError: st.LastError}
+			if !st.Since.IsZero() {
+				ls.Since = &st.Since
+			}
+			if !st.NextTryAt.IsZero() {
+				ls.NextTryAt = &st.NextTryAt
+			}
+			return ls
+		}
+		if err := u.Open(ctx); err != nil {
+			return s, err
+		}
+	}
+
+	s.LAN = lan.NewServer(lanServerConfig(m.Config.LAN), sqlite.NewPeerService(s.DB), s.Service)
+	s.LAN.Logger = m.Logger.With("subsystem", "lan")
+	s.LAN.OnPeerOffline = s.Service.Forget
+	s.Service.OnChanged = func(ids []string, renamed map[string]string) {
+		s.LAN.NotifyChanged(ids, renamed, func(a gateway.Actor, id string) bool {
+			return s.Service.Readable(context.Background(), a.Role, id)
+		})
+	}
+	s.LAN.Handle("GET /readyz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := s.DB.Reader().PingContext(r.Context()); err != nil {
+			http.Error(w, "database: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	}))
+	s.LAN.Handle("GET /metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{Registry: s.Registry}))
+	if err := s.LAN.Open(ctx); err != nil {
+		return s, err
+	}
+
+	s.Control = control.NewServer(m.SocketPath())
+	s.Control.HandleWake(control.WakeUplink, func() {
+		if s.Uplink != nil {
+			s.Uplink.Flush()
+		}
+	})
+	s.Control.Handle("/peers/", s.LAN.ControlHandler())
+	if err := s.Control.Open(); err != nil {
+		return s, err
+	}
+	m.Logger.Info("gateway serving", "url", s.LAN.URL(), "data_dir", m.Config.DataDir, "uplink", s.Uplink != nil)
+	fmt.Fprintf(m.Stdout, "gateway serving at %s\n", s.LAN.URL())
+	return s, nil
+}
+
+// Close stops everything in reverse order: no new requests, in-flight writes finish, a
+// bounded last uplink round, then the database.
+func (s *Server) Close(ctx context.Context) error {
+	var errs []error
+	if s.Control != nil {
+		errs = append(errs, s.Control.Close())
+	}
+	if s.LAN != nil {
+		errs = append(errs, s.LAN.Close(ctx))
+	}
+	if s.Uplink != nil {
+		errs = append(errs, s.Uplink.Close(ctx))
+	}
+	if s.outbox != nil {
+		s.outbox.Close()
+	}
+	if s.DB != nil {
+		errs = append(errs, s.DB.Close())
+	}
+	return errors.Join(errs...)
 }
