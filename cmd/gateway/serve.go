@@ -113,7 +113,7 @@ func (m *Main) StartServer(ctx context.Context) (s *Server, err error) {
 		u := s.Uplink
 		s.Service.Link = func() rpc.LinkStatus {
 			st := u.Status().Link
-			ls := rpc.LinkStatus{State: string(st.State), LastError: st.LastError}
+			ls := rpc.LinkStatus{State: st.State.String(), LastError: st.LastError}
 			if !st.Since.IsZero() {
 				ls.Since = &st.Since
 			}
