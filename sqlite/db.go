@@ -46,6 +46,15 @@ type DB struct {
 	Synchronous string
 	// Now returns the current time; tests replace it.
 	Now func() time.Time
+	// SiteID is stored on each new outbox row (DESIGN §6); changing it affects new rows only.
+	SiteID string
+	// Modules maps a portal type to the ERP5 module that holds it, for the local id of a post
+	// without parent_relative_url; nil means gateway.DefaultModules() (other types follow
+	// ERP5's naming convention, gateway.ModuleOf).
+	Modules map[string]string
+
+	// writes is the group committer of Write (write.go).
+	writes writeQueue
 
 	writer *sql.DB
 	reader *sql.DB

@@ -53,9 +53,16 @@ func newPolicyCommand(m *Main) *cobra.Command {
 	return cmd
 }
 
-// loadPolicy loads the policy at path with the command's logger.
+// loadPolicy loads the policy at path with the command's logger; "" is the embedded example
+// policy.
 func (m *Main) loadPolicy(path string) (*policy.Engine, error) {
-	e, err := policy.Load(path)
+	var e *policy.Engine
+	var err error
+	if path == "" {
+		e, err = policy.Parse("policy.example.yaml (embedded)", gateway.ExamplePolicy)
+	} else {
+		e, err = policy.Load(path)
+	}
 	if err != nil {
 		var le *policy.LoadError
 		if errors.As(err, &le) {
