@@ -296,6 +296,7 @@ func cell(raw json.RawMessage) string {
 
 func newDocsImportCommand(m *Main) *cobra.Command {
 	var chunk int
+	var enqueue bool
 	cmd := &cobra.Command{
 		Use:   "import FILE|-",
 		Short: "Seed the replica from JSON Lines or a JSON array of documents",
@@ -303,7 +304,9 @@ func newDocsImportCommand(m *Main) *cobra.Command {
 one JSON array, of records {"id": RELATIVE_URL, "doc": {…}}, optionally with "version" (ERP5's
 version of the document: doc is then taken as its last known ERP5 state) and
 "modification_date". A record whose id exists replaces that document. The import only seeds
-the replica: nothing is queued for ERP5.
+the replica: nothing is queued for ERP5, unless --enqueue: then each record is also queued as a
+write (a local id as a post, any other id as a put of all its fields), for data entered
+offline elsewhere that ERP5 has never seen.
 
 Everything is stored in one transaction, so a bad record (reported with its line number)
 leaves the replica as it was; --chunk N commits every N documents instead, keeping the chunks
@@ -325,19 +328,28 @@ let it breathe during a long import. Progress goes to standard error.`,
 				defer f.Close()
 				r = f
 			}
-			db, err := m.OpenDB(cmd.Context())
+			open := m.OpenDB
+			if enqueue {
+				open = m.openWriteDB
+			}
+			db, err := open(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer db.Close()
+			opts := sqlite.ImportOptions{Chunk: chunk}
+			if enqueue {
+				opts.Enqueue = db.EnqueueImported
+			}
 			start := time.Now()
 			rate := func(n int) float64 { return float64(n) / max(time.Since(start).Seconds(), 1e-9) }
-			st, err := db.Import(cmd.Context(), r, sqlite.ImportOptions{
-				Chunk: chunk,
-				Progress: func(s sqlite.ImportStats) {
-					fmt.Fprintf(m.Stderr, "imported %d documents (%d committed, %.0f/s)\n", s.Documents, s.Committed, rate(s.Documents))
-				},
-			})
+			opts.Progress = func(s sqlite.ImportStats) {
+				fmt.Fprintf(m.Stderr, "imported %d documents (%d committed, %.0f/s)\n", s.Documents, s.Committed, rate(s.Documents))
+			}
+			st, err := db.Import(cmd.Context(), r, opts)
+			if err == nil && enqueue {
+				m.wakeServe(cmd.Context())
+			}
 			if err != nil {
 				if st.Committed > 0 {
 					fmt.Fprintf(m.Stderr, "%d documents were committed before the error\n", st.Committed)
@@ -350,6 +362,7 @@ let it breathe during a long import. Progress goes to standard error.`,
 		},
 	}
 	cmd.Flags().IntVar(&chunk, "chunk", 0, "commit every `N` documents (0: all or nothing)")
+	cmd.Flags().BoolVar(&enqueue, "enqueue", false, "also queue every record for ERP5 (default: seed the replica only)")
 	return cmd
 }
 

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 
+	"sitesync.example/gateway/policy"
 	"sitesync.example/gateway/sqlite"
 )
 
@@ -17,11 +19,35 @@ func init() {
 
 // docsWriteFlags are the options every operator write takes.
 type docsWriteFlags struct {
-	key string
+	key    string
+	asRole string
 }
 
 func (f *docsWriteFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.key, "key", "", "write key `K`: repeating a write with the same key answers the first result instead of writing twice")
+	cmd.Flags().StringVar(&f.asRole, "as-role", "", "apply the policy's rules and schemas of `ROLE` to this write (default: none, as the operator)")
+}
+
+// authorize returns the policy check an operator write runs inside its transaction: nil
+// without --as-role, else the role's rules and schemas, exactly as for a browser of it.
+func (m *Main) authorize(f docsWriteFlags, method string, w *sqlite.Write) error {
+	if f.asRole == "" {
+		return nil
+	}
+	e, err := m.loadPolicy(m.Config.Policy)
+	if err != nil {
+		return err
+	}
+	if !e.HasRole(f.asRole) {
+		return usagef("--as-role %q: the policy has no such role (roles: %s)", f.asRole, strings.Join(e.Roles(), ", "))
+	}
+	w.Authorize = func(old, doc, patch map[string]any) error {
+		return e.AuthorizeWrite(policy.WriteInput{
+			Peer: sqlite.OperatorPeer, Role: f.asRole, Method: method, ID: w.ID,
+			Transition: w.Transition, Patch: patch, Doc: doc, Old: old,
+		})
+	}
+	return nil
 }
 
 // readDocArg returns the JSON object given as an argument, or read from stdin for "-".
@@ -76,7 +102,11 @@ fails (ERP5 cannot create a document under a chosen id: use post).`,
 			if err != nil {
 				return err
 			}
-			return m.docsWrite(cmd.Context(), sqlite.Write{Op: sqlite.OpPut, ID: a[0], Body: body, Key: f.key})
+			w := sqlite.Write{Op: sqlite.OpPut, ID: a[0], Body: body, Key: f.key}
+			if err := m.authorize(f, sqlite.OpPut, &w); err != nil {
+				return err
+			}
+			return m.docsWrite(cmd.Context(), w)
 		},
 	}
 	f.register(cmd)
@@ -101,7 +131,11 @@ working after ERP5 has numbered the document.`,
 			if err != nil {
 				return err
 			}
-			return m.docsWrite(cmd.Context(), sqlite.Write{Op: sqlite.OpPost, Body: body, Key: f.key})
+			w := sqlite.Write{Op: sqlite.OpPost, Body: body, Key: f.key}
+			if err := m.authorize(f, sqlite.OpPost, &w); err != nil {
+				return err
+			}
+			return m.docsWrite(cmd.Context(), w)
 		},
 	}
 	f.register(cmd)
@@ -119,7 +153,11 @@ confirms, ` + "`gateway outbox drop`" + ` of a held or dead removal restores it.
 		Example: `  gateway docs rm person_module/20`,
 		Args:    args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			return m.docsWrite(cmd.Context(), sqlite.Write{Op: sqlite.OpRemove, ID: a[0], Key: f.key})
+			w := sqlite.Write{Op: sqlite.OpRemove, ID: a[0], Key: f.key}
+			if err := m.authorize(f, sqlite.OpRemove, &w); err != nil {
+				return err
+			}
+			return m.docsWrite(cmd.Context(), w)
 		},
 	}
 	f.register(cmd)
