@@ -330,17 +330,10 @@ func (db *DB) SetMeta(ctx context.Context, key, value string) error {
 }
 
 // InTx runs fn in one writer transaction (BEGIN IMMEDIATE) and commits it; an error from fn
-// rolls it back.
+// rolls it back, and so does a failed commit (a full disk), so the connection never stays
+// inside a transaction.
 func (db *DB) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := db.writer.BeginTx(ctx, nil)
-	if err != nil {
-		return FormatError(err)
-	}
-	defer tx.Rollback()
-	if err := fn(tx); err != nil {
-		return err
-	}
-	return FormatError(tx.Commit())
+	return db.writeTx(ctx, fn)
 }
 
 // IsBusy reports whether err is SQLITE_BUSY or SQLITE_LOCKED.
