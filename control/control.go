@@ -31,6 +31,7 @@ const (
 const (
 	WakeUplink   = "uplink"   // the outbox changed, or an operator asked to try the link now
 	WakeDownlink = "downlink" // refresh the replica from ERP5 now
+	WakeResume   = "resume"   // resume an uplink paused by an alarm (seq_reused)
 )
 
 // SocketMode is the control socket's permission: the service's user and group. Operators in

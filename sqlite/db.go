@@ -108,7 +108,9 @@ func (db *DB) Open(ctx context.Context) (err error) {
 		wq[k] = v
 	}
 	wq.Add("_txlock", "immediate")
-	if db.writer, err = sql.Open("sqlite", "file:"+db.Path+"?"+wq.Encode()); err != nil {
+	// The path goes into a file: URI, where "?", "#" and "%" would be read as URI syntax.
+	uriPath := strings.NewReplacer("%", "%25", "?", "%3F", "#", "%23").Replace(db.Path)
+	if db.writer, err = sql.Open("sqlite", "file:"+uriPath+"?"+wq.Encode()); err != nil {
 		return fmt.Errorf("open database: %w", err)
 	}
 	db.writer.SetMaxOpenConns(1)
@@ -131,7 +133,7 @@ func (db *DB) Open(ctx context.Context) (err error) {
 		rq[k] = v
 	}
 	rq.Add("_pragma", "query_only(1)")
-	if db.reader, err = sql.Open("sqlite", "file:"+db.Path+"?"+rq.Encode()); err != nil {
+	if db.reader, err = sql.Open("sqlite", "file:"+uriPath+"?"+rq.Encode()); err != nil {
 		return fmt.Errorf("open database: %w", err)
 	}
 	db.reader.SetMaxOpenConns(8)

@@ -96,6 +96,15 @@ func (m *Main) StartServer(ctx context.Context) (s *Server, err error) {
 	s.Service.DateKeys = m.Config.Query.DateKeys
 	s.Service.Logger = m.Logger.With("subsystem", "rpc")
 
+	s.LAN = lan.NewServer(lanServerConfig(m.Config.LAN), sqlite.NewPeerService(s.DB), s.Service)
+	s.LAN.Logger = m.Logger.With("subsystem", "lan")
+	s.LAN.OnPeerOffline = s.Service.Forget
+	s.Service.OnChanged = func(ids []string, renamed map[string]string) {
+		s.LAN.NotifyChanged(ids, renamed, func(a gateway.Actor, id string) bool {
+			return s.Service.Readable(context.Background(), a.Role, id)
+		})
+	}
+
 	if err := m.Config.ValidateUplink(); err != nil {
 		m.Logger.Warn("uplink disabled: writes are kept in the outbox until it is configured", "reason", err)
 	} else if s.Uplink, err = m.NewUplink(ctx, s.DB, s.Registry); err != nil {
@@ -111,6 +120,12 @@ func (m *Main) StartServer(ctx context.Context) (s *Server, err error) {
 	}
 	if s.Uplink != nil {
 		u := s.Uplink
+		// ERP5's answers rename local ids and change documents: tell the browsers.
+		u.Store.(*UplinkStore).OnSettle = func(rep *sqlite.SettleReport) {
+			if len(rep.Changed) > 0 || len(rep.Renamed) > 0 {
+				s.Service.OnChanged(rep.Changed, rep.Renamed)
+			}
+		}
 		s.Service.Link = func() rpc.LinkStatus {
 			st := u.Status().Link
 			ls := rpc.LinkStatus{State: st.State.String(), LastError: st.LastError}
@@ -127,14 +142,6 @@ func (m *Main) StartServer(ctx context.Context) (s *Server, err error) {
 		}
 	}
 
-	s.LAN = lan.NewServer(lanServerConfig(m.Config.LAN), sqlite.NewPeerService(s.DB), s.Service)
-	s.LAN.Logger = m.Logger.With("subsystem", "lan")
-	s.LAN.OnPeerOffline = s.Service.Forget
-	s.Service.OnChanged = func(ids []string, renamed map[string]string) {
-		s.LAN.NotifyChanged(ids, renamed, func(a gateway.Actor, id string) bool {
-			return s.Service.Readable(context.Background(), a.Role, id)
-		})
-	}
 	s.LAN.Handle("GET /readyz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := s.DB.Reader().PingContext(r.Context()); err != nil {
 			http.Error(w, "database: "+err.Error(), http.StatusServiceUnavailable)
@@ -154,6 +161,10 @@ func (m *Main) StartServer(ctx context.Context) (s *Server, err error) {
 		}
 	})
 	s.Control.Handle("/peers/", s.LAN.ControlHandler())
+	if s.Uplink != nil {
+		s.Control.Handle("GET "+ControlUplinkStatusPath, UplinkStatusHandler(s.Uplink))
+		s.Control.HandleWake(control.WakeResume, s.Uplink.Resume)
+	}
 	if err := s.Control.Open(); err != nil {
 		return s, err
 	}

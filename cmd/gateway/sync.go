@@ -74,7 +74,7 @@ func newSyncCommand(m *Main) *cobra.Command {
 		Long: `Show the satellite link to ERP5 (state, traffic and cost today, what waits in the
 outbox) or ask the running gateway to try the link now.`,
 	}
-	cmd.AddCommand(newSyncStatusCommand(m), newSyncNowCommand(m))
+	cmd.AddCommand(newSyncStatusCommand(m), newSyncNowCommand(m), newSyncResumeCommand(m))
 	return cmd
 }
 
@@ -444,4 +444,27 @@ func (s *UplinkStore) NextDue(ctx context.Context) (time.Time, error) {
 		return time.Time{}, nil
 	}
 	return sqlite.ParseTime(v.String)
+}
+
+func newSyncResumeCommand(m *Main) *cobra.Command {
+	return &cobra.Command{
+		Use:   "resume",
+		Short: "Resume an uplink paused by an alarm",
+		Long: `Resume the running gateway's uplink after it paused on an alarm: ERP5 answered
+seq_reused, which means a key ERP5 had seen was offered another payload (a bug, a database
+copied between sites, tampering). The entry stays held; look at it with 'gateway outbox show'
+first. Restarting serve also resumes.`,
+		Args: args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			handled, err := control.NewClient(m.SocketPath()).Wake(cmd.Context(), control.WakeResume)
+			if err != nil && !control.NotRunning(err) {
+				return fmt.Errorf("sync resume: %w", err)
+			}
+			if !handled {
+				return errors.New("sync resume: the gateway is not running (a new serve starts unpaused)")
+			}
+			_, err = fmt.Fprintln(m.Stdout, "uplink resumed")
+			return err
+		},
+	}
 }
