@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"cmp"
+	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,6 +19,7 @@ import (
 
 	"sitesync.example/gateway/query"
 	"sitesync.example/gateway/sqlite"
+	"sitesync.example/gateway/upstream"
 )
 
 func init() { register(newDocsCommand) }
@@ -296,7 +300,7 @@ func cell(raw json.RawMessage) string {
 
 func newDocsImportCommand(m *Main) *cobra.Command {
 	var chunk int
-	var enqueue bool
+	var enqueue, setCursors bool
 	cmd := &cobra.Command{
 		Use:   "import FILE|-",
 		Short: "Seed the replica from JSON Lines or a JSON array of documents",
@@ -308,6 +312,12 @@ the replica: nothing is queued for ERP5, unless --enqueue: then each record is a
 write (a local id as a post, any other id as a put of all its fields), for data entered
 offline elsewhere that ERP5 has never seen.
 
+With --set-cursors the import seeds a new site from an ERP5 export carried by hand: each
+record's doc is ERP5's state, "version" is ERP5's modification time at full precision and
+"modification_date" (RFC 822 or ISO 8601) its date; every scope of upstream.scopes is marked
+complete, positioned at its newest record, so the first sync over the satellite fetches only
+what changed since the export. A scope without a dated record is not positioned.
+
 Everything is stored in one transaction, so a bad record (reported with its line number)
 leaves the replica as it was; --chunk N commits every N documents instead, keeping the chunks
 before a failure. A running gateway's writes wait while a transaction is open, so chunks also
@@ -318,6 +328,16 @@ let it breathe during a long import. Progress goes to standard error.`,
 		RunE: func(cmd *cobra.Command, a []string) error {
 			if chunk < 0 {
 				return usagef("--chunk %d: want 0 (one transaction) or more", chunk)
+			}
+			if setCursors && enqueue {
+				return usagef("--set-cursors seeds ERP5's own state; it does not go with --enqueue")
+			}
+			var seeder *upstream.CursorSeeder
+			if setCursors {
+				var err error
+				if seeder, err = upstream.NewCursorSeeder(m.scopes(), dateKeys(m, nil)); err != nil {
+					return err
+				}
 			}
 			var r io.Reader = m.Stdin
 			if a[0] != "-" {
@@ -341,6 +361,11 @@ let it breathe during a long import. Progress goes to standard error.`,
 			if enqueue {
 				opts.Enqueue = db.EnqueueImported
 			}
+			if seeder != nil {
+				opts.Enqueue = func(_ context.Context, _ *sql.Tx, rec sqlite.ImportRecord) error {
+					return seeder.Observe(rec.ID, rec.PortalType, rec.Doc, rec.Version, rec.ModificationDate)
+				}
+			}
 			start := time.Now()
 			rate := func(n int) float64 { return float64(n) / max(time.Since(start).Seconds(), 1e-9) }
 			opts.Progress = func(s sqlite.ImportStats) {
@@ -349,6 +374,13 @@ let it breathe during a long import. Progress goes to standard error.`,
 			st, err := db.Import(cmd.Context(), r, opts)
 			if err == nil && enqueue {
 				m.wakeServe(cmd.Context())
+			}
+			if err == nil && seeder != nil {
+				if err = db.SetSyncCursors(cmd.Context(), toSyncCursors(seeder.Cursors())); err == nil {
+					for _, ss := range seeder.Stats() {
+						fmt.Fprintf(m.Stdout, "scope %s: %d documents, position %s\n", ss.Scope, ss.Records, cmp.Or(ss.Position, "none (no dated record)"))
+					}
+				}
 			}
 			if err != nil {
 				if st.Committed > 0 {
@@ -362,6 +394,7 @@ let it breathe during a long import. Progress goes to standard error.`,
 		},
 	}
 	cmd.Flags().IntVar(&chunk, "chunk", 0, "commit every `N` documents (0: all or nothing)")
+	cmd.Flags().BoolVar(&setCursors, "set-cursors", false, "the records are an ERP5 export: position the downlink's scopes after them")
 	cmd.Flags().BoolVar(&enqueue, "enqueue", false, "also queue every record for ERP5 (default: seed the replica only)")
 	return cmd
 }

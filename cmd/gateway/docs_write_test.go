@@ -60,3 +60,21 @@ func TestDocsImport_Enqueue(t *testing.T) {
 		t.Errorf("outbox after a plain import: %s", out)
 	}
 }
+
+func TestDocsImport_SetCursors(t *testing.T) {
+	t.Chdir(t.TempDir())
+	dir := t.TempDir()
+	in := `{"id":"person_module/7","doc":{"portal_type":"Person","title":"Known"},"version":"2026-11-20T10:00:00.000001Z","modification_date":"Fri, 20 Nov 2026 10:00:00 +0000"}
+{"id":"person_module/8","doc":{"portal_type":"Person","title":"Later"},"version":"2026-11-21T09:30:00.000002Z","modification_date":"2026-11-21 09:30:00"}
+`
+	out, errOut, code := runDocs(t, in, "--data-dir", dir, "docs", "import", "--set-cursors", "-")
+	if code != 0 {
+		t.Fatalf("import --set-cursors: exit %d: %s", code, errOut)
+	}
+	if !strings.Contains(out, "scope Person: 2 documents") || !strings.Contains(out, "21 Nov 2026 09:30:00") {
+		t.Errorf("output: %s", out)
+	}
+	if _, errOut, code := runDocs(t, in, "--data-dir", dir, "docs", "import", "--set-cursors", "--enqueue", "-"); code != 2 {
+		t.Errorf("--set-cursors --enqueue: exit %d, want 2: %s", code, errOut)
+	}
+}
