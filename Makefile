@@ -35,7 +35,7 @@ lint: ## gofmt and go vet
 	$(GO) vet $(PKGS)
 
 screenshots: ## Regenerate docs/screenshots/ from the browser tests
-	GATEWAY_SCREENSHOTS=$(CURDIR)/docs/screenshots $(GO) test -count=1 -run 'Browser' ./lan/...
+	GATEWAY_SCREENSHOTS=$(CURDIR)/docs/screenshots $(GO) test -count=1 -run '^TestWebApp$$' ./cmd/gateway/
 
 demo: build ## Run the gateway with the ERP5 double and a simulated satellite link
 	bin/gateway demo

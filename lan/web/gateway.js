@@ -7,6 +7,13 @@
 //            const [a, b] = await gw.batch([{method: 'get', params: {id: 'x'}}, {method: 'status'}]);
 // Events:    gw.addEventListener('changed', e => e.detail.ids);      // also 'status', 'notification', 'close'
 //
+// A page that stays open all day uses a Session instead: it reconnects with backoff when the
+// channel drops, gives every write a key and resends a write whose reply was lost with the
+// same key once the channel is back, so that no write is applied twice:
+//            const s = new Session().start();
+//            s.addEventListener('state', e => e.detail.state);          // connecting, open, waiting, stopped
+//            const {id} = await s.post({portal_type: 'Person', title: 'Ada'});
+//
 // Messages over 64 KiB travel as binary fragments both ways (12-byte header: u32 big-endian
 // message number, fragment index, fragment count), and sends respect bufferedAmount.
 // No dependencies, no build step: the site LAN has no Internet.
@@ -289,6 +296,7 @@ export class Gateway extends EventTarget {
     this._sendNum = 0; // next fragmented message number
     this._partial = new Map(); // message number → {count, parts, received, bytes}
     this._closed = false;
+    this.lastReceived = Date.now(); // ms since the epoch of the last message from the gateway
     this._encoder = new TextEncoder();
     this._decoder = new TextDecoder('utf-8', {fatal: false});
     dc.bufferedAmountLowThreshold = LOW_WATER;
@@ -438,6 +446,7 @@ export class Gateway extends EventTarget {
   }
 
   _receive(data) {
+    this.lastReceived = Date.now();
     if (typeof data === 'string') {
       this._handle(data);
       return;
@@ -522,5 +531,367 @@ export class Gateway extends EventTarget {
     try { this._dc.close(); } catch { /* closed */ }
     try { this._pc.close(); } catch { /* closed */ }
     this.dispatchEvent(new CustomEvent('close', {detail: {reason}}));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The session: one logical connection that outlives channel drops
+
+/** DEFAULT_BACKOFF is the reconnection schedule: initial delay, cap and growth, in ms. */
+export const DEFAULT_BACKOFF = Object.freeze({initial: 500, max: 15000, factor: 2, jitter: 0.25});
+/** DEFAULT_STATUS_EVERY is how often an open session asks for status (also its heartbeat). */
+export const DEFAULT_STATUS_EVERY = 10000;
+/** DEFAULT_HEARTBEAT_TIMEOUT is how long a status call may take before the channel counts as dead. */
+export const DEFAULT_HEARTBEAT_TIMEOUT = 15000;
+
+// Reasons after which trying again cannot help: the token is refused.
+const FINAL_REASONS = new Set(['revoked', 'unauthorized']);
+// Where a session keeps its writes without a reply, so that a reload sends them again.
+const WRITES_KEY = 'gateway.writes';
+
+/**
+ * Session keeps a page connected to the gateway. It connects, and when the channel drops (a
+ * gateway restart, a Wi-Fi blip, a channel that stops answering) it reconnects with
+ * exponential backoff and jitter. It stops for good only when the gateway refuses the token
+ * (reason revoked or unauthorized); pairing again (in any tab) starts it anew.
+ *
+ * Reads (get, allDocs, sync, describe, status) run on the open channel and reject at once
+ * with reason "disconnected" when there is none: the page shows the state and asks again on
+ * the 'open' event. Writes (post, put, remove, action) always carry a write key (a fresh one
+ * unless given) and are queued: they are sent in order while the channel is open, and a
+ * write whose reply was lost is sent again with the same key after reconnecting, so the
+ * gateway answers it with the first reply instead of applying it twice. A write's promise
+ * settles with the gateway's answer, however many channels that takes.
+ *
+ * Events: 'state' (detail {state, error, retryAt, attempt}: state is idle, connecting, open,
+ * waiting — for the next attempt at retryAt — or stopped), 'open' (detail {reconnected}),
+ * 'changed' and 'status' (detail: the notification's params; status also from polling),
+ * 'writes' (detail {pending}: writes without a reply yet), 'restored' (detail {method,
+ * params, meta, result | error}: the reply to a write a previous page of this tab made).
+ *
+ * Writes without a reply are also kept in sessionStorage (the tab's own): a page reloaded
+ * while one is unanswered sends it again, with its key, once connected. A write may carry
+ * meta, any JSON the page wants back with the 'restored' event.
+ */
+export class Session extends EventTarget {
+  constructor({
+    base = globalThis.location.href,
+    token,
+    backoff = {},
+    statusEvery = DEFAULT_STATUS_EVERY,
+    heartbeatTimeout = DEFAULT_HEARTBEAT_TIMEOUT,
+    connectTimeout = DEFAULT_TIMEOUT,
+    rtcConfig = {},
+    storage = globalThis.localStorage,
+    persist = globalThis.sessionStorage,
+  } = {}) {
+    super();
+    this.base = base;
+    this.state = 'idle';
+    this.error = null; // the GatewayError that ended the last channel or attempt
+    this.retryAt = 0; // ms since the epoch of the next attempt, while waiting
+    this.attempt = 0; // failed attempts since the last open channel
+    this.peer = '';
+    this.role = '';
+    this.gateway = null; // the open Gateway, or null
+    this.lastStatus = null; // the last status result or notification
+    /** stats counts what happened, for the page and for tests. */
+    this.stats = {opened: 0, failures: 0, drops: 0, writes: 0, resent: 0, restored: 0};
+    this._token = token; // undefined: the stored credentials, read at each attempt
+    this._backoff = {...DEFAULT_BACKOFF, ...backoff};
+    this._statusEvery = statusEvery;
+    this._heartbeatTimeout = heartbeatTimeout;
+    this._connectTimeout = connectTimeout;
+    this._rtcConfig = rtcConfig;
+    this._storage = storage;
+    this._persist = persist;
+    this._writes = []; // {method, params, meta, resolve, reject, gw}: in the order they were made
+    this._timer = null;
+    this._statusTimer = null;
+    this._statusSoon = null;
+    this._closed = false;
+    this._started = false;
+    this._onOnline = () => this.retryNow();
+    this._onVisible = () => { if (globalThis.document && document.visibilityState === 'visible') this.retryNow(); };
+    this._onStorage = (e) => {
+      if (e.key === STORAGE_KEY && e.newValue && this.state === 'stopped') this.retryNow(true);
+    };
+  }
+
+  /** start begins connecting; it returns the session. */
+  start() {
+    if (this._started || this._closed) return this;
+    this._started = true;
+    if (globalThis.addEventListener) {
+      globalThis.addEventListener('online', this._onOnline);
+      globalThis.addEventListener('storage', this._onStorage);
+      if (globalThis.document) document.addEventListener('visibilitychange', this._onVisible);
+    }
+    this._restore();
+    this._connect();
+    return this;
+  }
+
+  /** open reports whether a channel is open now. */
+  get open() {
+    return this.state === 'open' && this.gateway !== null && this.gateway.open;
+  }
+
+  /** pendingWrites is the number of writes without a reply yet (sent or waiting to be). */
+  get pendingWrites() {
+    return this._writes.length;
+  }
+
+  /** pendingMeta returns the meta of the writes without a reply yet, in order. */
+  pendingMeta() {
+    return this._writes.map((w) => w.meta);
+  }
+
+  /**
+   * retryNow cuts the wait for the next attempt short (a "reconnect now" button, the browser
+   * coming back online). A stopped session tries again only when force is set.
+   */
+  retryNow(force = false) {
+    if (this._closed || !this._started) return;
+    if (this.state === 'waiting' || (force && this.state === 'stopped')) {
+      clearTimeout(this._timer);
+      this._connect();
+    }
+  }
+
+  /** close ends the session: the channel closes and writes without a reply reject. */
+  close() {
+    if (this._closed) return;
+    this._closed = true;
+    clearTimeout(this._timer);
+    clearTimeout(this._statusTimer);
+    clearTimeout(this._statusSoon);
+    if (globalThis.removeEventListener) {
+      globalThis.removeEventListener('online', this._onOnline);
+      globalThis.removeEventListener('storage', this._onStorage);
+      if (globalThis.document) document.removeEventListener('visibilitychange', this._onVisible);
+    }
+    const gw = this.gateway;
+    this.gateway = null;
+    if (gw) gw.close();
+    const err = new GatewayError('the session is closed', {status: 503, reason: 'closed'});
+    for (const w of this._writes.splice(0)) w.reject(err);
+    this._emitWrites();
+    this._setState('stopped', err);
+  }
+
+  // Reads: on the open channel only.
+
+  /** call runs a read-only method on the open channel. */
+  call(method, params = {}, options = {}) {
+    if (!this.open) {
+      return Promise.reject(new GatewayError('not connected to the gateway', {status: 503, reason: 'disconnected'}));
+    }
+    return this.gateway.call(method, params, options);
+  }
+
+  get(id) { return this.call('get', {id}); }
+  allDocs(options = {}) { return this.call('allDocs', options); }
+  sync(ids) { return this.call('sync', {ids}); }
+  describe() { return this.call('describe', {}); }
+  status() { return this.call('status', {}); }
+
+  // Writes: keyed, queued, resent with the same key after a lost reply.
+
+  post(doc, key = Gateway.newKey(), {meta} = {}) { return this._write('post', {doc, key}, meta); }
+  put(id, doc, key = Gateway.newKey(), {meta} = {}) { return this._write('put', {id, doc, key}, meta); }
+  remove(id, key = Gateway.newKey(), {meta} = {}) { return this._write('remove', {id, key}, meta); }
+  action(id, transition, {comment, key = Gateway.newKey(), meta} = {}) {
+    const p = {id, transition, key};
+    if (comment !== undefined && comment !== '') p.comment = comment;
+    return this._write('action', p, meta);
+  }
+
+  /** refreshStatus asks for status soon (after a write, say), coalescing close calls. */
+  refreshStatus(delay = 150) {
+    if (this._statusSoon !== null || !this.open) return;
+    this._statusSoon = setTimeout(() => {
+      this._statusSoon = null;
+      this._pollStatus(false);
+    }, delay);
+  }
+
+  _write(method, params, meta) {
+    return new Promise((resolve, reject) => {
+      if (this._closed) {
+        reject(new GatewayError('the session is closed', {status: 503, reason: 'closed'}));
+        return;
+      }
+      const w = {method, params, meta: meta === undefined ? null : meta, resolve, reject, gw: null};
+      this._writes.push(w);
+      this.stats.writes++;
+      this._emitWrites();
+      if (this.open) this._send(w, this.gateway);
+    });
+  }
+
+  // _restore queues the writes a previous page of this tab left without a reply.
+  _restore() {
+    let list = [];
+    try {
+      list = JSON.parse(this._persist && this._persist.getItem(WRITES_KEY)) || [];
+    } catch {
+      list = [];
+    }
+    for (const r of Array.isArray(list) ? list : []) {
+      if (!r || typeof r.method !== 'string' || !r.params || typeof r.params.key !== 'string') continue;
+      const detail = {method: r.method, params: r.params, meta: r.meta === undefined ? null : r.meta};
+      this._writes.push({
+        ...detail,
+        gw: null,
+        resolve: (result) => this.dispatchEvent(new CustomEvent('restored', {detail: {...detail, result}})),
+        reject: (error) => this.dispatchEvent(new CustomEvent('restored', {detail: {...detail, error}})),
+      });
+      this.stats.restored++;
+    }
+    if (this._writes.length) this._emitWrites();
+  }
+
+  _keep() {
+    if (!this._persist) return;
+    try {
+      if (this._writes.length) {
+        this._persist.setItem(WRITES_KEY, JSON.stringify(this._writes.map((w) => ({method: w.method, params: w.params, meta: w.meta}))));
+      } else {
+        this._persist.removeItem(WRITES_KEY);
+      }
+    } catch {
+      // Storage full or refused: the writes are still sent while this page lives.
+    }
+  }
+
+  _send(w, gw) {
+    if (w.gw !== null) this.stats.resent++;
+    w.gw = gw;
+    // No call timeout: a write waits for its reply as long as the channel lives; when the
+    // channel dies the write is resent on the next one.
+    gw.call(w.method, w.params, {timeout: 0}).then((result) => {
+      this._done(w);
+      w.resolve(result);
+      this.refreshStatus();
+    }, (err) => {
+      if (w.gw !== gw) return; // already resent on a newer channel
+      if (err.reason === 'closed' && !this._closed) {
+        w.gw = gw; // sent (perhaps applied) on a channel that is gone: resend after reconnecting
+        return;
+      }
+      this._done(w);
+      w.reject(err);
+    });
+  }
+
+  _done(w) {
+    const i = this._writes.indexOf(w);
+    if (i >= 0) this._writes.splice(i, 1);
+    this._emitWrites();
+  }
+
+  _emitWrites() {
+    this._keep();
+    this.dispatchEvent(new CustomEvent('writes', {detail: {pending: this._writes.length}}));
+  }
+
+  _setState(state, error = this.error) {
+    this.state = state;
+    this.error = error;
+    this.dispatchEvent(new CustomEvent('state', {detail: {state, error, retryAt: this.retryAt, attempt: this.attempt}}));
+  }
+
+  async _connect() {
+    if (this._closed) return;
+    clearTimeout(this._timer);
+    this.retryAt = 0;
+    this._setState('connecting');
+    let gw;
+    try {
+      const opts = {base: this.base, timeout: this._connectTimeout, rtcConfig: this._rtcConfig};
+      if (this._token !== undefined) opts.token = this._token;
+      else opts.token = (storedCredentials(this._storage) || {}).token;
+      gw = await connect(opts);
+    } catch (e) {
+      if (this._closed) return;
+      const err = e instanceof GatewayError ? e : new GatewayError(String(e && e.message), {status: 0, reason: 'unreachable'});
+      this.stats.failures++;
+      if (FINAL_REASONS.has(err.reason)) {
+        this.retryAt = 0;
+        // Writes that cannot be sent under this token fail now rather than wait forever.
+        for (const w of this._writes.splice(0)) w.reject(err);
+        this._emitWrites();
+        this._setState('stopped', err);
+        return;
+      }
+      this._wait(err);
+      return;
+    }
+    if (this._closed) {
+      gw.close();
+      return;
+    }
+    const reconnected = this.stats.opened > 0;
+    this.stats.opened++;
+    this.gateway = gw;
+    this.peer = gw.peer;
+    this.role = gw.role;
+    this.attempt = 0;
+    gw.addEventListener('changed', (e) => this.dispatchEvent(new CustomEvent('changed', {detail: e.detail})));
+    gw.addEventListener('status', (e) => this._status(e.detail));
+    gw.addEventListener('close', (e) => this._dropped(gw, e.detail.reason));
+    if (!gw.open) {
+      this._dropped(gw, 'the channel closed at once');
+      return;
+    }
+    this._setState('open', null);
+    // Writes made while disconnected, and writes whose reply the last channel lost, go out
+    // in the order they were made; the gateway runs one channel's writes in arrival order.
+    for (const w of this._writes) this._send(w, gw);
+    this.dispatchEvent(new CustomEvent('open', {detail: {reconnected}}));
+    this._pollStatus(true);
+  }
+
+  _wait(err) {
+    const b = this._backoff;
+    const base = Math.min(b.max, b.initial * Math.pow(b.factor, this.attempt));
+    const delay = Math.max(50, Math.round(base * (1 + b.jitter * (2 * Math.random() - 1))));
+    this.attempt++;
+    this.retryAt = Date.now() + delay;
+    this._timer = setTimeout(() => this._connect(), delay);
+    this._setState('waiting', err);
+  }
+
+  _dropped(gw, reason) {
+    if (this.gateway !== gw) return;
+    this.gateway = null;
+    clearTimeout(this._statusTimer);
+    if (this._closed) return;
+    this.stats.drops++;
+    this._wait(new GatewayError(`the connection to the gateway closed: ${reason}`, {status: 503, reason: 'closed'}));
+  }
+
+  _status(st) {
+    this.lastStatus = st;
+    this.dispatchEvent(new CustomEvent('status', {detail: st}));
+  }
+
+  // _pollStatus asks for status; a channel that does not answer within the heartbeat
+  // timeout is closed, so that a dead link is noticed before the browser's own ICE timeout.
+  async _pollStatus(schedule) {
+    const gw = this.gateway;
+    if (!gw || !gw.open) return;
+    if (schedule) {
+      clearTimeout(this._statusTimer);
+      this._statusTimer = setTimeout(() => this._pollStatus(true), this._statusEvery);
+    }
+    try {
+      this._status(await gw.call('status', {}, {timeout: this._heartbeatTimeout}));
+    } catch (err) {
+      // Silence for a whole heartbeat: the channel is dead (the browser's own ICE timeout
+      // takes longer). Other failures (rate limited, closed) pass: the next poll tries again.
+      if (err.reason === 'timeout' && this.gateway === gw && Date.now() - gw.lastReceived >= this._heartbeatTimeout) gw.close();
+    }
   }
 }
