@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -42,6 +43,10 @@ type Main struct {
 	// Config is loaded by LoadConfig before a subcommand runs.
 	Config Config
 	Logger *slog.Logger
+
+	// UpstreamDial, when set, opens the connections to ERP5 instead of the network: `gateway
+	// demo` and `gateway bench` carry them across a simulated satellite link (linksim).
+	UpstreamDial func(ctx context.Context, network, addr string) (net.Conn, error)
 
 	root *cobra.Command
 }

@@ -22,11 +22,7 @@ import (
 // runOutbox runs the command line in-process and returns stdout, stderr and the exit status.
 func runOutbox(tb testing.TB, dir, stdin string, argv ...string) (string, string, int) {
 	tb.Helper()
-	var out, errb bytes.Buffer
-	m := NewMain()
-	m.Stdin, m.Stdout, m.Stderr = strings.NewReader(stdin), &out, &errb
-	code := exitCode(&errb, m.Run(context.Background(), append([]string{"--data-dir", dir}, argv...)))
-	return out.String(), errb.String(), code
+	return runDocs(tb, stdin, append([]string{"--data-dir", dir}, argv...)...)
 }
 
 // queueEveryState builds, in a new data directory, an outbox with entries in every state and

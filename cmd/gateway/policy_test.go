@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,12 +12,7 @@ import (
 // runMain runs the command line in-process and returns its output and exit status.
 func runMain(tb testing.TB, argv ...string) (stdout, stderr string, code int) {
 	tb.Helper()
-	m := NewMain()
-	var out, errb bytes.Buffer
-	m.Stdout, m.Stderr = &out, &errb
-	err := m.Run(context.Background(), argv)
-	code = exitCode(&errb, err)
-	return out.String(), errb.String(), code
+	return runDocs(tb, "", argv...)
 }
 
 // repoRoot is the repository's root, found before any test changes directory.

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"os"
 	"reflect"
@@ -13,12 +11,7 @@ import (
 // runQuery runs the gateway in process with stdin and returns stdout, stderr and the exit code.
 func runQuery(tb testing.TB, stdin string, argv ...string) (string, string, int) {
 	tb.Helper()
-	var out, errb bytes.Buffer
-	m := NewMain()
-	m.Stdin, m.Stdout, m.Stderr = strings.NewReader(stdin), &out, &errb
-	err := m.Run(context.Background(), argv)
-	code := exitCode(&errb, err)
-	return out.String(), errb.String(), code
+	return runDocs(tb, stdin, argv...)
 }
 
 func TestQueryCommand_Parse(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,6 +16,7 @@ import (
 	"sitesync.example/gateway"
 	"sitesync.example/gateway/control"
 	"sitesync.example/gateway/lan"
+	"sitesync.example/gateway/outbox"
 	"sitesync.example/gateway/rpc"
 	"sitesync.example/gateway/sqlite"
 	"sitesync.example/gateway/upstream"
@@ -33,8 +35,8 @@ func newServeCommand(m *Main) *cobra.Command {
 		Short: "Run the gateway: web app, data channels, uplink and downlink",
 		Long: `Run the gateway until SIGINT or SIGTERM: the web app and /signal on lan.listen, the
 data channels on one UDP port, the uplink that drains the outbox to ERP5 (when site_id and
-upstream.url are set), the control socket for operator commands, /healthz, /readyz and
-/metrics. Each start begins a new outbox epoch (DESIGN §6).`,
+upstream.url are set), the control socket for operator commands, /healthz, /readyz,
+/metrics and the operator status page /status. Each start begins a new outbox epoch (DESIGN §6).`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if listen != "" {
@@ -60,11 +62,17 @@ type Server struct {
 	DB       *sqlite.DB
 	LAN      *lan.Server
 	Service  *rpc.Service
-	Uplink   *upstream.Uplink // nil when the uplink is not configured
+	Uplink   *upstream.Uplink   // nil when the uplink is not configured
+	Downlink *upstream.Downlink // nil when the uplink is not configured
 	Control  *control.Server
 	Registry *prometheus.Registry
+	// Status serves /status and /status.json.
+	Status *statusPage
 
-	outbox *outboxRuntime
+	outbox    *outboxRuntime
+	history   *linkHistory
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // URL returns the web app's address.
@@ -95,8 +103,10 @@ func (m *Main) StartServer(ctx context.Context) (s *Server, err error) {
 	s.Service = rpc.NewService(s.DB, pol)
 	s.Service.DateKeys = m.Config.Query.DateKeys
 	s.Service.Logger = m.Logger.With("subsystem", "rpc")
+	rpcMetrics := newRPCMetrics(s.Registry)
+	s.Status = &statusPage{m: m, s: s, auth: operatorAuth{db: s.DB}, started: time.Now()}
 
-	s.LAN = lan.NewServer(lanServerConfig(m.Config.LAN), sqlite.NewPeerService(s.DB), s.Service)
+	s.LAN = lan.NewServer(lanServerConfig(m.Config.LAN), sqlite.NewPeerService(s.DB), rpcMetrics.instrument(s.Service))
 	s.LAN.Logger = m.Logger.With("subsystem", "lan")
 	s.LAN.OnPeerOffline = s.Service.Forget
 	s.Service.OnChanged = func(ids []string, renamed map[string]string) {
@@ -137,7 +147,14 @@ func (m *Main) StartServer(ctx context.Context) (s *Server, err error) {
 			}
 			return ls
 		}
+		s.observeUplink(ctx, m)
+		s.Downlink = m.NewDownlink(s.DB, u)
+		s.Downlink.OnChanged = func(ids []string) { s.Service.OnChanged(ids, nil) }
+		s.Service.Fetch = s.Downlink.Fetch
 		if err := u.Open(ctx); err != nil {
+			return s, err
+		}
+		if err := s.Downlink.Open(ctx); err != nil {
 			return s, err
 		}
 	}
@@ -149,7 +166,9 @@ func (m *Main) StartServer(ctx context.Context) (s *Server, err error) {
 		}
 		fmt.Fprintln(w, "ready")
 	}))
+	s.Registry.MustRegister(newStateCollector(s, m.DBPath(), m.Config.DataDir))
 	s.LAN.Handle("GET /metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{Registry: s.Registry}))
+	s.Status.register(s.LAN)
 	if err := s.LAN.Open(ctx); err != nil {
 		return s, err
 	}
@@ -164,6 +183,7 @@ func (m *Main) StartServer(ctx context.Context) (s *Server, err error) {
 	if s.Uplink != nil {
 		s.Control.Handle("GET "+ControlUplinkStatusPath, UplinkStatusHandler(s.Uplink))
 		s.Control.HandleWake(control.WakeResume, s.Uplink.Resume)
+		s.Control.HandleWake(control.WakeDownlink, s.Downlink.SyncNow)
 	}
 	if err := s.Control.Open(); err != nil {
 		return s, err
@@ -173,9 +193,18 @@ func (m *Main) StartServer(ctx context.Context) (s *Server, err error) {
 	return s, nil
 }
 
-// Close stops everything in reverse order: no new requests, in-flight writes finish, a
-// bounded last uplink round, then the database.
+// Close stops everything in reverse order: no new requests (the control socket, then the
+// LAN: its in-flight writes finish and commit), a last uplink round bounded by
+// finalFlushTimeout while the link is up (before the downlink stops: a pull cut short would
+// make the shared link look down), the downlink, the uplink, the outbox's loops, then the
+// database.
+// It is safe to call more than once: later calls return the first one's error.
 func (s *Server) Close(ctx context.Context) error {
+	s.closeOnce.Do(func() { s.closeErr = s.close(ctx) })
+	return s.closeErr
+}
+
+func (s *Server) close(ctx context.Context) error {
 	var errs []error
 	if s.Control != nil {
 		errs = append(errs, s.Control.Close())
@@ -184,7 +213,16 @@ func (s *Server) Close(ctx context.Context) error {
 		errs = append(errs, s.LAN.Close(ctx))
 	}
 	if s.Uplink != nil {
+		s.finalFlush(ctx)
+	}
+	if s.Downlink != nil {
+		errs = append(errs, s.Downlink.Close(ctx))
+	}
+	if s.Uplink != nil {
 		errs = append(errs, s.Uplink.Close(ctx))
+		if s.history != nil {
+			s.history.record(stateOff, time.Now())
+		}
 	}
 	if s.outbox != nil {
 		s.outbox.Close()
@@ -193,4 +231,44 @@ func (s *Server) Close(ctx context.Context) error {
 		errs = append(errs, s.DB.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// finalFlushTimeout bounds the last uplink round at shutdown: long enough for a batch or two
+// on the satellite, short enough that a stop (systemd's TimeoutStopSec) never waits on a slow
+// link. What is left waits in the outbox for the next start.
+const finalFlushTimeout = 5 * time.Second
+
+// finalFlush gives the uplink one last chance, while the link is up, to send what is pending
+// and to finish what is inflight (so that no batch is cut off mid-way and left uncertain),
+// bounded by finalFlushTimeout and ctx. With the link down it returns at once.
+func (s *Server) finalFlush(ctx context.Context) {
+	u := s.Uplink
+	if u.Status().Link.State != upstream.LinkUp {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, finalFlushTimeout)
+	defer cancel()
+	waiting := func() bool {
+		c, err := s.DB.OutboxCounts(ctx)
+		return err == nil && c[outbox.StatePending]+c[outbox.StateInflight] > 0
+	}
+	if !waiting() {
+		return
+	}
+	u.Flush()
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !waiting() && !u.Busy() {
+			return
+		}
+		if u.Status().Link.State == upstream.LinkDown {
+			return
+		}
+	}
 }

@@ -55,7 +55,14 @@ var syncControl = struct {
 	Status func(ctx context.Context, socket string) (st *upstream.Status, handled bool, err error)
 }{
 	Now: func(ctx context.Context, socket string) (bool, error) {
-		return control.NewClient(socket).Wake(ctx, control.WakeUplink)
+		c := control.NewClient(socket)
+		handled, err := c.Wake(ctx, control.WakeUplink)
+		if err != nil || !handled {
+			return handled, err
+		}
+		// A gateway without a downlink has no such waker: the uplink's flush is all there is.
+		c.Wake(ctx, control.WakeDownlink)
+		return true, nil
 	},
 	Status: func(ctx context.Context, socket string) (*upstream.Status, bool, error) {
 		var st upstream.Status
