@@ -303,3 +303,33 @@ func TestRPC_ChangedNotification(t *testing.T) {
 func outboxFilterAll() outbox.Filter {
 	return outbox.Filter{States: []string{"pending", "inflight", "done", "deferred", "uncertain", "held", "dead", "conflict", "merged", "superseded"}}
 }
+
+// TestRPC_StatusNotification checks that a write makes the gateway send its status to open
+// channels, with the outbox's new counts.
+func TestRPC_StatusNotification(t *testing.T) {
+	s := mustStartServer(t, t.TempDir())
+	c, creds := mustPairClient(t, s, "till-1", "clerk")
+	call(t, c, "post", map[string]any{"doc": map[string]any{"portal_type": "Person", "title": "Counted"}})
+	timeout := time.After(5 * time.Second)
+	for {
+		select {
+		case n := <-c.Notifications():
+			if n.Method != "status" {
+				continue
+			}
+			var st struct {
+				Peer   string         `json:"peer"`
+				Outbox map[string]int `json:"outbox"`
+			}
+			if err := json.Unmarshal(n.Params, &st); err != nil {
+				t.Fatal(err)
+			}
+			if st.Peer != creds.Peer || st.Outbox["pending"] < 1 {
+				t.Errorf("status notification = %s", n.Params)
+			}
+			return
+		case <-timeout:
+			t.Fatal("no status notification within 5 s of a write")
+		}
+	}
+}

@@ -120,10 +120,12 @@ func (m *Main) StartServer(ctx context.Context) (s *Server, err error) {
 	} else if s.Uplink, err = m.NewUplink(ctx, s.DB, s.Registry); err != nil {
 		return s, err
 	}
+	notifier := &statusNotifier{lan: s.LAN, svc: s.Service}
 	wake := func() {
 		if s.Uplink != nil {
 			s.Uplink.Wake()
 		}
+		notifier.poke(ctx)
 	}
 	if s.outbox, err = m.startOutbox(ctx, s.DB, wake); err != nil {
 		return s, err
@@ -148,6 +150,13 @@ func (m *Main) StartServer(ctx context.Context) (s *Server, err error) {
 			return ls
 		}
 		s.observeUplink(ctx, m)
+		onStatus := u.OnStatus
+		u.OnStatus = func(st upstream.Status) {
+			if onStatus != nil {
+				onStatus(st)
+			}
+			notifier.poke(ctx)
+		}
 		s.Downlink = m.NewDownlink(s.DB, u)
 		s.Downlink.OnChanged = func(ids []string) { s.Service.OnChanged(ids, nil) }
 		s.Service.Fetch = s.Downlink.Fetch

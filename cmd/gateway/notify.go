@@ -1,0 +1,55 @@
+package main
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"sitesync.example/gateway"
+	"sitesync.example/gateway/lan"
+	"sitesync.example/gateway/rpc"
+)
+
+// statusEvery bounds how often `status` notifications go out: the outbox changes with every
+// write, and a page only needs its status bar to follow within a second.
+const statusEvery = time.Second
+
+// statusNotifier sends the status notification (DESIGN §3) to every open channel when the
+// outbox or the link changes, at most once per statusEvery, computing the shared part once.
+type statusNotifier struct {
+	lan *lan.Server
+	svc *rpc.Service
+
+	mu      sync.Mutex
+	pending bool
+	last    time.Time
+}
+
+// poke asks for a notification; several pokes within statusEvery make one.
+func (n *statusNotifier) poke(ctx context.Context) {
+	n.mu.Lock()
+	if n.pending {
+		n.mu.Unlock()
+		return
+	}
+	n.pending = true
+	wait := time.Until(n.last.Add(statusEvery))
+	n.mu.Unlock()
+	time.AfterFunc(max(wait, 0), func() {
+		n.mu.Lock()
+		n.pending, n.last = false, time.Now()
+		n.mu.Unlock()
+		if ctx.Err() != nil {
+			return
+		}
+		base, err := n.svc.Status(ctx, gateway.Actor{})
+		if err != nil {
+			return
+		}
+		n.lan.NotifyStatus(func(a gateway.Actor) (any, error) {
+			r := *base
+			r.Peer, r.Role = a.Peer, a.Role
+			return &r, nil
+		})
+	})
+}
