@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"regexp"
@@ -77,6 +78,10 @@ type link struct {
 
 // observe records one exchange: status is 0 without a response.
 func (l *link) observe(method, path string, status int, err error) {
+	if status == 0 && errors.Is(err, context.Canceled) {
+		// Our own cancellation (shutdown, a request abandoned) says nothing of the link.
+		return
+	}
 	now := l.now()
 	next := LinkUp
 	switch {
