@@ -479,7 +479,7 @@ func TestServer_ICEOnOnePort(t *testing.T) {
 
 func TestServer_StaticAndHealth(t *testing.T) {
 	g := MustOpenGateway(t, nil)
-	for path, want := range map[string]string{"healthz": "ok", "": "<html", "pair": "pairing", "gateway.js": "export async function connect"} {
+	for path, want := range map[string]string{"healthz": "ok", "": "<html", "pair": "Pair this browser", "gateway.js": "export async function connect"} {
 		resp, err := http.Get(g.URL() + path)
 		if err != nil {
 			t.Fatal(err)

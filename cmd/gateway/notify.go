@@ -23,23 +23,28 @@ type statusNotifier struct {
 	mu      sync.Mutex
 	pending bool
 	last    time.Time
+	stopped bool
+	timer   *time.Timer
+	sending sync.WaitGroup
 }
 
 // poke asks for a notification; several pokes within statusEvery make one.
 func (n *statusNotifier) poke(ctx context.Context) {
 	n.mu.Lock()
-	if n.pending {
-		n.mu.Unlock()
+	defer n.mu.Unlock()
+	if n.pending || n.stopped {
 		return
 	}
 	n.pending = true
 	wait := time.Until(n.last.Add(statusEvery))
-	n.mu.Unlock()
-	time.AfterFunc(max(wait, 0), func() {
+	n.sending.Add(1)
+	n.timer = time.AfterFunc(max(wait, 0), func() {
+		defer n.sending.Done()
 		n.mu.Lock()
 		n.pending, n.last = false, time.Now()
+		stopped := n.stopped
 		n.mu.Unlock()
-		if ctx.Err() != nil {
+		if stopped || ctx.Err() != nil {
 			return
 		}
 		base, err := n.svc.Status(ctx, gateway.Actor{})
@@ -52,4 +57,16 @@ func (n *statusNotifier) poke(ctx context.Context) {
 			return &r, nil
 		})
 	})
+}
+
+// stop ends the notifications before the database closes: a pending one is cancelled, one
+// being sent is waited for, and later pokes do nothing.
+func (n *statusNotifier) stop() {
+	n.mu.Lock()
+	n.stopped = true
+	if n.timer != nil && n.timer.Stop() {
+		n.sending.Done() // its function will not run
+	}
+	n.mu.Unlock()
+	n.sending.Wait()
 }

@@ -69,6 +69,7 @@ type Server struct {
 	// Status serves /status and /status.json.
 	Status *statusPage
 
+	notifier  *statusNotifier
 	outbox    *outboxRuntime
 	history   *linkHistory
 	closeOnce sync.Once
@@ -121,6 +122,7 @@ func (m *Main) StartServer(ctx context.Context) (s *Server, err error) {
 		return s, err
 	}
 	notifier := &statusNotifier{lan: s.LAN, svc: s.Service}
+	s.notifier = notifier
 	wake := func() {
 		if s.Uplink != nil {
 			s.Uplink.Wake()
@@ -235,6 +237,9 @@ func (s *Server) close(ctx context.Context) error {
 	}
 	if s.outbox != nil {
 		s.outbox.Close()
+	}
+	if s.notifier != nil {
+		s.notifier.stop()
 	}
 	if s.DB != nil {
 		errs = append(errs, s.DB.Close())
