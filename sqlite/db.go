@@ -82,9 +82,14 @@ func (db *DB) Open(ctx context.Context) (err error) {
 	if db.Path == "" {
 		return fmt.Errorf("open database: no path")
 	}
+	defer func() {
+		if err != nil {
+			err = openError(db.Path, err)
+		}
+	}()
 	if dir := filepath.Dir(db.Path); dir != "" {
 		if err := os.MkdirAll(dir, 0o750); err != nil {
-			return fmt.Errorf("open database: %w", err)
+			return err
 		}
 	}
 	if db.Now == nil {
@@ -111,7 +116,7 @@ func (db *DB) Open(ctx context.Context) (err error) {
 	// The path goes into a file: URI, where "?", "#" and "%" would be read as URI syntax.
 	uriPath := strings.NewReplacer("%", "%25", "?", "%3F", "#", "%23").Replace(db.Path)
 	if db.writer, err = sql.Open("sqlite", "file:"+uriPath+"?"+wq.Encode()); err != nil {
-		return fmt.Errorf("open database: %w", err)
+		return err
 	}
 	db.writer.SetMaxOpenConns(1)
 	db.writer.SetMaxIdleConns(1)
@@ -134,7 +139,7 @@ func (db *DB) Open(ctx context.Context) (err error) {
 	}
 	rq.Add("_pragma", "query_only(1)")
 	if db.reader, err = sql.Open("sqlite", "file:"+uriPath+"?"+rq.Encode()); err != nil {
-		return fmt.Errorf("open database: %w", err)
+		return err
 	}
 	db.reader.SetMaxOpenConns(8)
 	db.reader.SetMaxIdleConns(8)
@@ -152,10 +157,10 @@ func (db *DB) setWAL(ctx context.Context) error {
 			return nil
 		}
 		if err == nil {
-			return fmt.Errorf("open database: journal_mode is %q, want wal", mode)
+			return fmt.Errorf("journal_mode is %q, want wal", mode)
 		}
 		if !IsBusy(err) || time.Now().After(deadline) {
-			return fmt.Errorf("open database: set WAL: %w", err)
+			return fmt.Errorf("set WAL: %w", err)
 		}
 		select {
 		case <-ctx.Done():
@@ -178,10 +183,10 @@ func (db *DB) verify(ctx context.Context) error {
 	for _, c := range checks {
 		var got string
 		if err := db.writer.QueryRowContext(ctx, "PRAGMA "+c.pragma).Scan(&got); err != nil {
-			return fmt.Errorf("open database: read %s: %w", c.pragma, err)
+			return fmt.Errorf("read %s: %w", c.pragma, err)
 		}
 		if got != c.want {
-			return fmt.Errorf("open database: %s is %s, want %s", c.pragma, got, c.want)
+			return fmt.Errorf("%s is %s, want %s", c.pragma, got, c.want)
 		}
 	}
 	return nil
@@ -250,7 +255,7 @@ func (db *DB) migrate(ctx context.Context) error {
 	}
 	for n := range applied {
 		if !known[n] {
-			return fmt.Errorf("open database %s: %w (it has migration %s)", db.Path, ErrSchemaTooNew, n)
+			return fmt.Errorf("%w (it has migration %s)", ErrSchemaTooNew, n)
 		}
 	}
 	for _, name := range names {
@@ -278,6 +283,29 @@ func (db *DB) migrate(ctx context.Context) error {
 	}
 	done = true
 	return nil
+}
+
+// openError names the database file in a failure to open it and, for the failures with a
+// usual cause, says what to do: an operator reads it on a console, often in a hurry.
+func openError(path string, err error) error {
+	var hint string
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() & 0xff {
+		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
+			hint = "another process holds the database locked; is another gateway serve running on this data directory?"
+		case sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT:
+			hint = "the file is damaged or not a gateway database; restore a backup with gateway restore"
+		case sqlite3.SQLITE_CANTOPEN:
+			hint = "the file cannot be opened; check that it is a regular file the gateway may read and write"
+		case sqlite3.SQLITE_FULL:
+			hint = "the disk is full"
+		}
+	}
+	if hint != "" {
+		return fmt.Errorf("open database %s: %w (%s)", path, err, hint)
+	}
+	return fmt.Errorf("open database %s: %w", path, err)
 }
 
 // Close closes both pools. It is safe to call more than once.

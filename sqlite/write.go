@@ -386,6 +386,9 @@ func (w *Write) normalise() error {
 		}
 		w.Doc = m
 	}
+	if valueDepth(w.Doc) > MaxDocDepth {
+		return gateway.Errorf(gateway.EINVALID, "the document nests values more than %d levels deep", MaxDocDepth)
+	}
 	switch w.Op {
 	case OpPost:
 		if w.Doc == nil {
@@ -405,6 +408,30 @@ func (w *Write) normalise() error {
 		return gateway.Errorf(gateway.EINVALID, "an action needs a transition")
 	}
 	return nil
+}
+
+// MaxDocDepth bounds how deeply a document's values nest (objects and arrays). ERP5
+// properties are scalars and lists. SQLite's JSON functions refuse 1000 levels (the write
+// would fail as an internal error, not as an invalid document) and Python's json module
+// about as many (a write acknowledged here that ERP5 could never take).
+const MaxDocDepth = 64
+
+// valueDepth returns how deeply v nests objects and arrays (a scalar is 0).
+func valueDepth(v any) int {
+	d := 0
+	switch v := v.(type) {
+	case map[string]any:
+		for _, e := range v {
+			d = max(d, valueDepth(e))
+		}
+	case []any:
+		for _, e := range v {
+			d = max(d, valueDepth(e))
+		}
+	default:
+		return 0
+	}
+	return d + 1
 }
 
 // requestHash identifies a write's request for its write key: the SHA-256 of the canonical

@@ -261,7 +261,15 @@ type Reassembler struct {
 	MaxPartial int
 
 	partial map[uint32]*partialMessage
+	// dropped holds the numbers of the latest messages refused, oldest first, so that their
+	// remaining fragments are ignored rather than starting a message that never completes
+	// and holds a MaxPartial slot for good.
+	dropped []uint32
 }
+
+// maxDropped bounds Reassembler.dropped: a sender numbers its messages in order, so only the
+// latest refusals can still have fragments on the way.
+const maxDropped = 64
 
 type partialMessage struct {
 	count    uint32
@@ -272,7 +280,8 @@ type partialMessage struct {
 // Add takes one binary message. It returns the whole message once its last fragment arrives,
 // and nil before. A fragment that is malformed, contradicts earlier ones of its message,
 // would push the message past MaxMessageSize or would start one partial message too many is
-// a *FragmentError (wrapping ErrBadFragment or ErrMessageTooLarge) and drops its message.
+// a *FragmentError (wrapping ErrBadFragment or ErrMessageTooLarge) and drops its message;
+// the well-formed fragments of a dropped message that follow are ignored (nil, nil).
 func (r *Reassembler) Add(b []byte) ([]byte, error) {
 	h, p, err := ParseFragment(b)
 	if err != nil {
@@ -283,6 +292,10 @@ func (r *Reassembler) Add(b []byte) ([]byte, error) {
 	}
 	if r.partial == nil {
 		r.partial = make(map[uint32]*partialMessage)
+	}
+	if h.Index != 0 && r.partial[h.Message] == nil && r.wasDropped(h.Message) {
+		// The rest of a message already refused (and answered): nothing to do.
+		return nil, nil
 	}
 	first := p
 	if h.Index != 0 {
@@ -301,6 +314,7 @@ func (r *Reassembler) Add(b []byte) ([]byte, error) {
 			return append([]byte(nil), p...), nil
 		}
 		if len(r.partial) >= max(r.MaxPartial, 1) {
+			r.drop(h.Message)
 			return nil, &FragmentError{Message: h.Message, First: first, Err: fmt.Errorf("%w: message %d would be more than %d messages in reassembly at once", ErrBadFragment, h.Message, r.MaxPartial)}
 		}
 		m = &partialMessage{count: h.Count, parts: make(map[uint32][]byte)}
@@ -336,7 +350,26 @@ func (r *Reassembler) fail(num uint32, first []byte, err error) *FragmentError {
 		}
 		delete(r.partial, num)
 	}
+	r.drop(num)
 	return &FragmentError{Message: num, First: first, Err: err}
+}
+
+// drop remembers that message num was refused.
+func (r *Reassembler) drop(num uint32) {
+	if len(r.dropped) >= maxDropped {
+		r.dropped = append(r.dropped[:0], r.dropped[1:]...)
+	}
+	r.dropped = append(r.dropped, num)
+}
+
+// wasDropped reports whether message num was refused lately.
+func (r *Reassembler) wasDropped(num uint32) bool {
+	for _, d := range r.dropped {
+		if d == num {
+			return true
+		}
+	}
+	return false
 }
 
 // Partial returns the number of messages being reassembled.
