@@ -800,40 +800,28 @@ func outboxTargets(ctx context.Context, db *sqlite.DB, seq int64, states ...stri
 }
 
 func newOutboxHoldCommand(m *Main) *cobra.Command {
-	return &cobra.Command{
-		Use:   "hold SEQ|ALL",
-		Short: "Hold entries: they are not sent, and later entries of their documents wait",
-		Long: `Hold a pending, deferred or uncertain entry (ALL: every one). A held entry is not sent
+	return m.outboxStateCommand("hold SEQ|ALL", "Hold entries: they are not sent, and later entries of their documents wait",
+		`Hold a pending, deferred or uncertain entry (ALL: every one). A held entry is not sent
 until released; the later entries of its document wait behind it, other documents flow.`,
-		Args: args(cobra.ExactArgs(1)),
-		RunE: func(cmd *cobra.Command, a []string) error {
-			seq, err := parseOutboxTarget(a[0])
-			if err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			db, err := m.OpenDB(ctx)
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			list, err := db.Hold(ctx, seq, operatorActor())
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(m.Stdout, "held %d %s%s\n", len(list), obPlural(len(list), "entry", "entries"), seqSuffix(list))
-			return nil
-		},
-	}
+		"held", (*sqlite.DB).Hold, false)
 }
 
 func newOutboxReleaseCommand(m *Main) *cobra.Command {
-	return &cobra.Command{
-		Use:   "release SEQ|ALL",
-		Short: "Release held entries",
-		Long: `Release a held entry (ALL: every one). One never sent is pending again; one that was
+	return m.outboxStateCommand("release SEQ|ALL", "Release held entries",
+		`Release a held entry (ALL: every one). One never sent is pending again; one that was
 sent becomes uncertain, so that ERP5's results settle it before anything is resent.`,
-		Args: args(cobra.ExactArgs(1)),
+		"released", (*sqlite.DB).Release, true)
+}
+
+// outboxStateCommand builds a command that moves one entry (or ALL) with op and reports the
+// entries it moved; wake also tells a running serve, for entries that may now be sent.
+func (m *Main) outboxStateCommand(use, short, long, verb string,
+	op func(db *sqlite.DB, ctx context.Context, seq int64, actor string) ([]*outbox.Entry, error), wake bool) *cobra.Command {
+	return &cobra.Command{
+		Use:   use,
+		Short: short,
+		Long:  long,
+		Args:  args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			seq, err := parseOutboxTarget(a[0])
 			if err != nil {
@@ -845,11 +833,15 @@ sent becomes uncertain, so that ERP5's results settle it before anything is rese
 				return err
 			}
 			defer db.Close()
-			list, err := db.Release(ctx, seq, operatorActor())
+			list, err := op(db, ctx, seq, operatorActor())
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(m.Stdout, "released %d %s%s; %s\n", len(list), obPlural(len(list), "entry", "entries"), seqSuffix(list), m.serveNote(ctx))
+			note := ""
+			if wake {
+				note = "; " + m.serveNote(ctx)
+			}
+			fmt.Fprintf(m.Stdout, "%s %d %s%s%s\n", verb, len(list), obPlural(len(list), "entry", "entries"), seqSuffix(list), note)
 			return nil
 		},
 	}
