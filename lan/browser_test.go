@@ -4,54 +4,21 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
-)
 
-// chromiumPath finds Debian's chromium. A missing browser fails the test — the browser path
-// is what site users run — unless GATEWAY_SKIP_BROWSER=1 says to skip it.
-func chromiumPath(tb testing.TB) string {
-	tb.Helper()
-	if os.Getenv("GATEWAY_SKIP_BROWSER") == "1" {
-		tb.Skip("GATEWAY_SKIP_BROWSER=1: browser tests skipped")
-	}
-	for _, p := range []string{"/usr/bin/chromium", "/usr/bin/chromium-browser"} {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	if p, err := exec.LookPath("chromium"); err == nil {
-		return p
-	}
-	tb.Fatal("chromium is not installed: install Debian's chromium (apt-get install chromium, as .ci/run does) or set GATEWAY_SKIP_BROWSER=1 to skip the browser tests")
-	return ""
-}
+	"sitesync.example/gateway/internal/browsertest"
+)
 
 // newBrowser starts a headless Chromium with a fresh profile, on a loopback-only network
 // setup: loopback ICE candidates allowed and host addresses not hidden behind mDNS.
 func newBrowser(tb testing.TB) context.Context {
 	tb.Helper()
-	path := chromiumPath(tb)
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(path),
-		chromedp.NoSandbox,
-		chromedp.Headless,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.UserDataDir(tb.TempDir()),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("allow-loopback-in-peer-connection", true),
-		chromedp.Flag("disable-features", "Translate,BlinkGenPropertyTrees,WebRtcHideLocalIpsWithMdns"),
-	}
+	opts := browsertest.Options(tb)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelCtx := chromedp.NewContext(actx)
 	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -18,47 +17,18 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"sitesync.example/gateway/erp5sim"
+	"sitesync.example/gateway/internal/browsertest"
 	"sitesync.example/gateway/lan/client"
 	"sitesync.example/gateway/linksim"
 	"sitesync.example/gateway/outbox"
 	"sitesync.example/gateway/sqlite"
 )
 
-// demoChromium finds Debian's chromium; a missing browser fails the test unless
-// GATEWAY_SKIP_BROWSER=1 says to skip it (as the other browser tests do).
-func demoChromium(tb testing.TB) string {
-	tb.Helper()
-	if os.Getenv("GATEWAY_SKIP_BROWSER") == "1" {
-		tb.Skip("GATEWAY_SKIP_BROWSER=1: browser tests skipped")
-	}
-	for _, p := range []string{"/usr/bin/chromium", "/usr/bin/chromium-browser"} {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	if p, err := exec.LookPath("chromium"); err == nil {
-		return p
-	}
-	tb.Fatal("chromium is not installed: apt-get install chromium (as .ci/run does), or GATEWAY_SKIP_BROWSER=1")
-	return ""
-}
-
 // demoBrowser starts a headless Chromium with a fresh profile that allows loopback ICE
 // candidates.
 func demoBrowser(tb testing.TB) context.Context {
 	tb.Helper()
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(demoChromium(tb)),
-		chromedp.NoSandbox, chromedp.Headless, chromedp.DisableGPU, chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck,
-		chromedp.UserDataDir(tb.TempDir()),
-		chromedp.WindowSize(1280, 1000),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("allow-loopback-in-peer-connection", true),
-		chromedp.Flag("disable-features", "Translate,WebRtcHideLocalIpsWithMdns"),
-	}
+	opts := append(browsertest.Options(tb), chromedp.WindowSize(1280, 1000))
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelCtx := chromedp.NewContext(actx)
 	ctx, cancelTimeout := context.WithTimeout(ctx, 2*time.Minute)

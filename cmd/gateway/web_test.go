@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -25,6 +24,7 @@ import (
 	"github.com/chromedp/chromedp/kb"
 
 	"sitesync.example/gateway"
+	"sitesync.example/gateway/internal/browsertest"
 	"sitesync.example/gateway/outbox"
 	"sitesync.example/gateway/rpc"
 	"sitesync.example/gateway/sqlite"
@@ -41,47 +41,11 @@ const webStep = 15 * time.Second
 // webWidth and webHeight are a desktop screen's viewport, in CSS pixels.
 const webWidth, webHeight = 1280, 860
 
-// webChromium finds Debian's chromium. A missing browser fails the test — the browser is what
-// site users run — unless GATEWAY_SKIP_BROWSER=1 says to skip it.
-func webChromium(tb testing.TB) string {
-	tb.Helper()
-	if os.Getenv("GATEWAY_SKIP_BROWSER") == "1" {
-		tb.Skip("GATEWAY_SKIP_BROWSER=1: browser tests skipped")
-	}
-	for _, p := range []string{"/usr/bin/chromium", "/usr/bin/chromium-browser"} {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	if p, err := exec.LookPath("chromium"); err == nil {
-		return p
-	}
-	tb.Fatal("chromium is not installed: install Debian's chromium (apt-get install chromium, as .ci/run does) or set GATEWAY_SKIP_BROWSER=1 to skip the browser tests")
-	return ""
-}
-
 // startChromium starts a headless Chromium with a fresh profile, loopback ICE candidates
 // allowed and host addresses not hidden behind mDNS, and returns its first tab's context.
 func startChromium(tb testing.TB) context.Context {
 	tb.Helper()
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(webChromium(tb)),
-		chromedp.NoSandbox,
-		chromedp.Headless,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.UserDataDir(tb.TempDir()),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("hide-scrollbars", true),
-		chromedp.Flag("force-device-scale-factor", "1"),
-		chromedp.Flag("lang", "en-GB"),
-		chromedp.Flag("allow-loopback-in-peer-connection", true),
-		chromedp.Flag("disable-features", "Translate,WebRtcHideLocalIpsWithMdns"),
-	}
+	opts := append(browsertest.Options(tb), chromedp.Flag("hide-scrollbars", true), chromedp.Flag("force-device-scale-factor", "1"))
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(actx)
 	tb.Cleanup(func() {
