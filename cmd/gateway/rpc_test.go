@@ -277,6 +277,10 @@ func TestRPC_ChangedNotification(t *testing.T) {
 	sup, _ := mustPairClient(t, s, "office-1", "supervisor")
 	clerk, _ := mustPairClient(t, s, "till-1", "clerk")
 	store, _ := mustPairClient(t, s, "store-1", "storekeeper")
+	// A client's channel opens on its side a moment before the server's.
+	for deadline := time.Now().Add(5 * time.Second); s.LAN.Channels() < 3 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	id := call(t, sup, "post", map[string]any{"doc": map[string]any{"portal_type": "Person", "title": "Seen By Clerk"}})["id"].(string)
 	waitChanged := func(c *client.Client, want string) bool {
 		timeout := time.After(3 * time.Second)
