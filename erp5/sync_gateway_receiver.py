@@ -409,12 +409,23 @@ class Receiver(object):
             if not isinstance(covers, list) or not all(_is_int(c) for c in covers):
                 raise bad_request("entry %d: covers must list integers" % i)
             entry["covers"] = covers
+            keys = e.get("keys")
+            if keys is None:
+                keys = []
+            if not isinstance(keys, list) or not all(
+                    isinstance(k, dict) and
+                    all(k.get(m) is None or isinstance(k.get(m), string_types) for m in ("peer", "key"))
+                    for k in keys):
+                raise bad_request("entry %d: keys must list objects with string peer and key" % i)
+            entry["keys"] = [(k.get("peer") or "", k.get("key") or "") for k in keys]
             out.append(entry)
         return gateway, epoch, out
 
     def _receive_entry(self, gateway, epoch, e):
         """Deduplicates and applies one entry. The order of the checks is the contract:
-        exact (epoch, seq) membership, then covers, then the write key, then the change."""
+        exact (epoch, seq) membership, then covers, then the write key, then the change.
+        The result is also remembered under each folded write key of ``keys`` that has no
+        record yet."""
         seq = e["seq"]
         key = ("seq", gateway, epoch, seq)
         record = self.storage.get(key)
@@ -435,6 +446,10 @@ class Receiver(object):
             result = self._apply(gateway, e)
             if write_key:
                 self.storage.set(write_key, {"result": result})
+        for peer, k in e["keys"]:
+            folded = ("key", gateway, peer, k)
+            if peer and k and self.storage.get(folded) is None:
+                self.storage.set(folded, {"result": result})
         self.storage.set(key, {"hash": e["hash"], "result": result})
         for c in e["covers"]:
             if c != seq:

@@ -208,7 +208,9 @@ type Entry struct {
 	Peer              string
 	Key               string
 	Covers            []int64
-	Hash              string
+	// Keys are the (peer, key) pairs of the writes folded into this entry.
+	Keys [][2]string
+	Hash string
 }
 
 func intOf(v any) (int64, bool) {
@@ -289,6 +291,24 @@ func parseBatch(m map[string]any) (gateway, epoch string, entries []Entry, err e
 		default:
 			return "", "", nil, badRequest("entry %d: covers must be a list", i)
 		}
+		switch ks := em["keys"].(type) {
+		case nil:
+		case []any:
+			for _, x := range ks {
+				km, ok := x.(map[string]any)
+				if !ok {
+					return "", "", nil, badRequest("entry %d: keys must list objects", i)
+				}
+				peer, err1 := optString(km, "peer")
+				key, err2 := optString(km, "key")
+				if err1 != nil || err2 != nil {
+					return "", "", nil, badRequest("entry %d: keys: peer and key must be strings", i)
+				}
+				e.Keys = append(e.Keys, [2]string{peer, key})
+			}
+		default:
+			return "", "", nil, badRequest("entry %d: keys must be a list", i)
+		}
 		entries = append(entries, e)
 	}
 	return gateway, epoch, entries, nil
@@ -345,7 +365,8 @@ func withSeq(result map[string]any, seq int64) map[string]any {
 
 // receiveLocked deduplicates and applies one entry. The order of the checks is the
 // contract (erp5/README.md): exact (epoch, seq) membership, then covers, then the write
-// key, then the change itself.
+// key, then the change itself. The result is also remembered under each folded write key
+// of keys that has no record yet.
 func (s *Server) receiveLocked(gateway, epoch string, e Entry, user string) map[string]any {
 	k := entryKey(gateway, epoch, e.Seq)
 	if rec, ok := s.records[k]; ok {
@@ -370,6 +391,14 @@ func (s *Server) receiveLocked(gateway, epoch string, e Entry, user string) map[
 		result = s.applyLocked(gateway, epoch, e, user)
 		if wk != "" {
 			s.records[wk] = &record{result: result}
+		}
+	}
+	for _, fk := range e.Keys {
+		if fk[0] == "" || fk[1] == "" {
+			continue
+		}
+		if w := writeKey(gateway, fk[0], fk[1]); s.records[w] == nil {
+			s.records[w] = &record{result: result}
 		}
 	}
 	s.records[k] = &record{hash: e.Hash, result: result}

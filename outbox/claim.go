@@ -152,6 +152,9 @@ func claim(ctx context.Context, tx *sql.Tx, q *Queue, running string, now time.T
 				}
 			}
 			if !e.Frozen() {
+				if e.Keys, err = foldedKeys(ctx, tx, e); err != nil {
+					return nil, fmt.Errorf("outbox claim: keys of %d: %w", e.Seq, err)
+				}
 				if err := encode(e, enc); err != nil {
 					return nil, fmt.Errorf("outbox claim: encode %d: %w", e.Seq, err)
 				}
@@ -201,6 +204,38 @@ func encode(e *Entry, enc Encoder) error {
 	}
 	e.Mode, e.Payload, err = enc(e, e.Hash)
 	return err
+}
+
+// foldedKeys returns the peer and write key of every row e covers that had a key, in seq
+// order, without e's own: the writes folded into e, whose keys the receiver remembers with
+// e's result (DESIGN §7, Write keys upstream).
+func foldedKeys(ctx context.Context, tx *sql.Tx, e *Entry) ([]WriteKey, error) {
+	if len(e.Covers) == 0 {
+		return nil, nil
+	}
+	covers, err := json.Marshal(e.Covers)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT peer, write_key FROM outbox
+		WHERE seq IN (SELECT value FROM json_each(?)) AND write_key != '' ORDER BY seq`, string(covers))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []WriteKey
+	seen := map[WriteKey]bool{{Key: e.Key, Peer: e.Peer}: true}
+	for rows.Next() {
+		var k WriteKey
+		if err := rows.Scan(&k.Peer, &k.Key); err != nil {
+			return nil, err
+		}
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
+	return out, rows.Err()
 }
 
 type candidate struct {

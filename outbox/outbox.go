@@ -88,6 +88,13 @@ func parseTime(s string) time.Time {
 // not one of them; queries on open rows use "open = 1", the outbox_open index's WHERE.)
 const sqlFinal = `('done', 'merged', 'superseded')`
 
+// WriteKey is a write's peer and write key, as a merged entry's "keys" lists them. Its
+// members are declared in sorted order: its JSON is canonical.
+type WriteKey struct {
+	Key  string `json:"key"`
+	Peer string `json:"peer"`
+}
+
 // Entry is one outbox row.
 type Entry struct {
 	Seq      int64
@@ -108,6 +115,10 @@ type Entry struct {
 	Comment    string
 	Peer       string
 	Key        string
+	// Keys are the peer and write key of every write folded into this merged entry
+	// (transitively) that had a key; read from the covered rows when the entry is first
+	// claimed. The receiver remembers each of them with the entry's result.
+	Keys []WriteKey
 
 	State         string
 	Attempts      int

@@ -23,7 +23,7 @@ func marshal(v any) ([]byte, error) {
 // Wire returns the entry as the batch receiver reads it (ERP5.md §2), without "hash": seq, op
 // and id always; portal_type and parent_relative_url for a post; fields for a post or put;
 // base for a put (null for a field that was absent); transition and comment for an action;
-// peer, key and covers when set. Empty optional members are left out: every byte crosses the
+// peer, key, keys and covers when set. Empty optional members are left out: every byte crosses the
 // satellite.
 func Wire(e *Entry) map[string]any {
 	m := map[string]any{"seq": e.Seq, "op": e.Op, "id": e.DocID}
@@ -55,6 +55,9 @@ func Wire(e *Entry) map[string]any {
 	}
 	if e.Key != "" {
 		m["key"] = e.Key
+	}
+	if len(e.Keys) > 0 {
+		m["keys"] = e.Keys
 	}
 	if len(e.Covers) > 0 {
 		m["covers"] = e.Covers
@@ -154,6 +157,10 @@ func wireParts(e *Entry) (pre, post []byte, err error) {
 	if e.Key != "" {
 		member("key")
 		str(e.Key)
+	}
+	if len(e.Keys) > 0 {
+		member("keys")
+		value(e.Keys)
 	}
 	member("op")
 	str(e.Op)
