@@ -255,12 +255,15 @@ func Rebase(ctx context.Context, tx *sql.Tx, docID string, orderKey int64, value
 }
 
 // Prune deletes done, merged and superseded entries last changed before cutoff, and returns
-// how many. An entry that another kept entry points at (merged_into, superseded_by) is kept.
+// how many. An entry that another kept entry points at (merged_into, superseded_by) is kept,
+// and so is a merged entry whose target is still open: a claim reads the write keys of the
+// rows it covers.
 func Prune(ctx context.Context, tx *sql.Tx, cutoff time.Time) (int, error) {
 	ts := FormatTime(cutoff)
 	res, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE seq IN (
 		SELECT o.seq FROM outbox o INDEXED BY outbox_final
 		WHERE o.open = 0 AND o.updated_at < ?1
+		AND NOT EXISTS (SELECT 1 FROM outbox t WHERE t.seq = o.merged_into AND t.open = 1)
 		AND NOT EXISTS (SELECT 1 FROM outbox r WHERE (r.merged_into = o.seq OR r.superseded_by = o.seq)
 			AND NOT (r.open = 0 AND r.updated_at < ?1)))`, ts)
 	if err != nil {

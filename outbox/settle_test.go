@@ -511,3 +511,22 @@ func TestNextDue(t *testing.T) {
 		t.Errorf("next due %v, want %v (%v)", due, soon, err)
 	}
 }
+
+// TestPrune_KeepsFoldedRowsOfOpenEntry keeps merged rows while the entry they were folded
+// into is still open: a later claim reads their write keys (the entry's keys).
+func TestPrune_KeepsFoldedRowsOfOpenEntry(t *testing.T) {
+	e := newEnv(t)
+	e.seed("person_module/c", `{"portal_type":"Person","title":"t"}`)
+	s1 := e.put("person_module/c", `{"title":"1"}`)
+	s2 := e.put("person_module/c", `{"title":"2"}`)
+	s3 := e.put("person_module/c", `{"title":"3"}`)
+	e.claim(outbox.Budget{})
+	e.settle(outbox.Result{Seq: s3, Status: "deferred"})
+	e.advance(8 * 24 * time.Hour)
+	if _, err := e.db.Prune(e.ctx, 7*24*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []int64{s1, s2, s3} {
+		e.entry(s)
+	}
+}
