@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"net/http"
 	"time"
 
 	"sitesync.example/gateway/outbox"
@@ -55,7 +53,7 @@ func (d *Downlink) pullReceiver(ctx context.Context, states []*scopeState, capa 
 			})
 		}
 		asked := d.erp5Now()
-		resp, err := d.Client.pullChanges(ctx, req, encoding)
+		resp, err := d.Client.Changes(ctx, req, encoding)
 		if err != nil {
 			return err
 		}
@@ -127,44 +125,6 @@ func receiverQuery(q query.Query, floor string) string {
 		return query.Format(q)
 	}
 	return query.Format(query.And(q, &query.Simple{Key: "modification_date", Operator: query.OpGE, Value: floor}))
-}
-
-// pullChanges is Client.Changes with the request always compressed: the receiver answers in
-// the request's encoding, and a page of changes is ~100 KB that compresses five-fold.
-func (c *Client) pullChanges(ctx context.Context, req ChangesRequest, encoding string) (*ChangesResponse, error) {
-	if err := c.init(); err != nil {
-		return nil, err
-	}
-	for i := range req.Scopes {
-		if req.Scopes[i].Cursor == nil {
-			req.Scopes[i].Cursor = json.RawMessage("null")
-		}
-	}
-	plain, err := json.Marshal(req)
-	if err != nil {
-		return nil, fmt.Errorf("erp5 changes: %w", err)
-	}
-	body, err := c.codec.compress(encoding, plain)
-	if err != nil {
-		return nil, fmt.Errorf("erp5 changes: compress: %w", err)
-	}
-	ex, err := c.do(ctx, request{
-		method:      http.MethodPost,
-		url:         c.base.String() + ChangesPath,
-		contentType: "application/json",
-		encoding:    encoding,
-		accept:      "application/json",
-		body:        body,
-		expect:      max(req.Limit, 100) * 150,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("erp5 changes: %w", err)
-	}
-	var out ChangesResponse
-	if err := json.Unmarshal(ex.body, &out); err != nil {
-		return nil, fmt.Errorf("erp5 changes: %w", errors.Join(ErrBadResponse, err))
-	}
-	return &out, nil
 }
 
 // advance moves the stock keyset position to (date, id) when that is later.
