@@ -314,20 +314,29 @@ func parseBatch(m map[string]any) (gateway, epoch string, entries []Entry, err e
 	return gateway, epoch, entries, nil
 }
 
-func (s *Server) handleBatch(w http.ResponseWriter, r *http.Request) {
+// readJSONPost reads a receiver POST's JSON object body (decoded by its Content-Encoding)
+// and the encoding to answer in; on failure it has answered and ok is false.
+func (s *Server) readJSONPost(w http.ResponseWriter, r *http.Request) (m map[string]any, enc string, ok bool) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		w.WriteHeader(http.StatusMethodNotAllowed)
-		return
+		return nil, "", false
 	}
 	body, enc, err := s.readBody(r)
 	if err != nil {
 		writeReceiverError(w, err)
-		return
+		return nil, "", false
 	}
-	m, err := decodeJSONObject(body)
-	if err != nil {
+	if m, err = decodeJSONObject(body); err != nil {
 		writeReceiverError(w, err)
+		return nil, "", false
+	}
+	return m, enc, true
+}
+
+func (s *Server) handleBatch(w http.ResponseWriter, r *http.Request) {
+	m, enc, ok := s.readJSONPost(w, r)
+	if !ok {
 		return
 	}
 	gateway, epoch, entries, err := parseBatch(m)
@@ -676,19 +685,8 @@ func parseChanges(m map[string]any) (gateway string, limit int, scopes []changeS
 }
 
 func (s *Server) handleChanges(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		w.WriteHeader(http.StatusMethodNotAllowed)
-		return
-	}
-	body, enc, err := s.readBody(r)
-	if err != nil {
-		writeReceiverError(w, err)
-		return
-	}
-	m, err := decodeJSONObject(body)
-	if err != nil {
-		writeReceiverError(w, err)
+	m, enc, ok := s.readJSONPost(w, r)
+	if !ok {
 		return
 	}
 	gateway, limit, scopes, err := parseChanges(m)
