@@ -242,6 +242,8 @@ func (s *Server) Open(ctx context.Context) (err error) {
 			if s.ice != nil {
 				s.ice.Close()
 			}
+			// Close after a failed Open has nothing left to stop.
+			s.cancel, s.http, s.ice = nil, nil, nil
 		}
 	}()
 
@@ -411,8 +413,10 @@ func (s *Server) Close(ctx context.Context) error {
 		}
 		s.cancel()
 		var errs []error
-		if err := s.http.Shutdown(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("close lan: http: %w", err))
+		if s.http != nil {
+			if err := s.http.Shutdown(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("close lan: http: %w", err))
+			}
 		}
 		for _, c := range all {
 			c.close("server shutting down")
@@ -425,8 +429,10 @@ func (s *Server) Close(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("close lan: %w", ctx.Err()))
 		}
 		// The muxes go last: a PeerConnection being closed still writes through them.
-		if err := s.ice.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("close lan: ice: %w", err))
+		if s.ice != nil {
+			if err := s.ice.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("close lan: ice: %w", err))
+			}
 		}
 		s.closeErr = errors.Join(errs...)
 	})

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -258,4 +259,26 @@ func syncDir(dir string) error {
 		return err
 	}
 	return nil
+}
+
+// CleanRestoring removes what a restore killed before it finished left beside dbPath (the
+// half-made dbPath + ".restoring" and its WAL files) and reports whether there was any. When
+// dbPath itself is missing the restore was cut between its two renames: the restored copy is
+// then the only database, so it is kept and the answer is an error asking for the restore
+// again. The caller holds the data directory's lock.
+func CleanRestoring(dbPath string) (bool, error) {
+	tmp := dbPath + ".restoring"
+	if _, err := os.Stat(tmp); err != nil {
+		return false, nil
+	}
+	if _, err := os.Stat(dbPath); errors.Is(err, fs.ErrNotExist) {
+		return false, fmt.Errorf("an interrupted restore left %s and no %s: run the restore again (the replaced database is kept as %s.pre-restore-*)",
+			tmp, filepath.Base(dbPath), filepath.Base(dbPath))
+	}
+	for _, p := range []string{tmp, tmp + "-wal", tmp + "-shm"} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return false, fmt.Errorf("remove %s: %w", p, err)
+		}
+	}
+	return true, nil
 }

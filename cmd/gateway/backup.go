@@ -21,6 +21,25 @@ func init() {
 // errServeRunning refuses a command that must not run beside serve.
 var errServeRunning = errors.New("serve is running on this data directory; stop it first")
 
+// lockDataDir takes the data directory's lock that serve holds (so that a command that must
+// not run beside serve fails while one runs, and no serve starts while it works), then checks
+// the control socket too.
+func (m *Main) lockDataDir(ctx context.Context) (*sqlite.DirLock, error) {
+	lock, err := sqlite.LockDir(m.Config.DataDir)
+	if err != nil {
+		var held *sqlite.HeldError
+		if errors.As(err, &held) {
+			return nil, fmt.Errorf("%w: %w", err, errServeRunning)
+		}
+		return nil, err
+	}
+	if err := m.refuseWhileServing(ctx); err != nil {
+		lock.Release()
+		return nil, err
+	}
+	return lock, nil
+}
+
 // refuseWhileServing fails when a serve answers on the control socket.
 func (m *Main) refuseWhileServing(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -80,9 +99,11 @@ resend of a key it saw). The replaced database is kept beside it as gateway.db.p
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			ctx := cmd.Context()
-			if err := m.refuseWhileServing(ctx); err != nil {
+			lock, err := m.lockDataDir(ctx)
+			if err != nil {
 				return err
 			}
+			defer lock.Release()
 			res, err := sqlite.Restore(ctx, a[0], m.DBPath(), sqlite.RestoreOptions{})
 			if err != nil {
 				return err
@@ -118,9 +139,11 @@ replicated point are lost. Run it before starting serve on the standby.`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			if err := m.refuseWhileServing(ctx); err != nil {
+			lock, err := m.lockDataDir(ctx)
+			if err != nil {
 				return err
 			}
+			defer lock.Release()
 			db, err := m.OpenDB(ctx)
 			if err != nil {
 				return err

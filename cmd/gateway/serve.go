@@ -69,6 +69,7 @@ type Server struct {
 	// Status serves /status and /status.json.
 	Status *statusPage
 
+	lock      *sqlite.DirLock
 	notifier  *statusNotifier
 	outbox    *outboxRuntime
 	history   *linkHistory
@@ -81,9 +82,13 @@ func (s *Server) URL() string { return s.LAN.URL() }
 
 // StartServer opens the database, loads the policy, starts the outbox's background work, the
 // uplink (when configured), the LAN server and the control socket, and returns once all
-// listen. On error everything started is closed again.
+// listen. The data directory's lock comes first: while another process holds it nothing is
+// touched. On error everything started is closed again.
 func (m *Main) StartServer(ctx context.Context) (s *Server, err error) {
 	s = &Server{Registry: prometheus.NewRegistry()}
+	if s.lock, err = sqlite.LockDir(m.Config.DataDir); err != nil {
+		return nil, err
+	}
 	defer func() {
 		if err != nil {
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
@@ -94,6 +99,11 @@ func (m *Main) StartServer(ctx context.Context) (s *Server, err error) {
 	}()
 	s.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
+	if cleaned, err := sqlite.CleanRestoring(m.DBPath()); err != nil {
+		return s, err
+	} else if cleaned {
+		m.Logger.Warn("removed what an interrupted restore left", "file", m.DBPath()+".restoring")
+	}
 	if s.DB, err = m.OpenDB(ctx); err != nil {
 		return s, err
 	}
@@ -244,6 +254,7 @@ func (s *Server) close(ctx context.Context) error {
 	if s.DB != nil {
 		errs = append(errs, s.DB.Close())
 	}
+	errs = append(errs, s.lock.Release())
 	return errors.Join(errs...)
 }
 
