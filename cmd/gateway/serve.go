@@ -188,7 +188,7 @@ func (m *Main) StartServer(ctx context.Context) (s *Server, err error) {
 		fmt.Fprintln(w, "ready")
 	}))
 	s.Registry.MustRegister(newStateCollector(s, m.DBPath(), m.Config.DataDir))
-	s.LAN.Handle("GET /metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{Registry: s.Registry}))
+	s.LAN.Handle("GET /metrics", s.Status.auth.require(promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{Registry: s.Registry})))
 	s.Status.register(s.LAN)
 	if err := s.LAN.Open(ctx); err != nil {
 		return s, err

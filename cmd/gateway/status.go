@@ -142,8 +142,8 @@ func (a *operatorAuth) allowed(r *http.Request) bool {
 	if isLocalRequest(r) {
 		return true
 	}
-	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || token == "" {
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
 		return false
 	}
 	want, err := a.db.Meta(r.Context(), MetaOperatorToken)
@@ -151,6 +151,21 @@ func (a *operatorAuth) allowed(r *http.Request) bool {
 		return false
 	}
 	return subtle.ConstantTimeCompare([]byte(sqlite.HashSecret(strings.TrimSpace(token))), []byte(want)) == 1
+}
+
+// require answers h to the requests allowed reads and 401 to the others: /metrics says as
+// much as the status (outbox counts, peers, disk), so the same rule guards it; Prometheus
+// sends the token with its scrape config's authorization (type Bearer).
+func (a *operatorAuth) require(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !a.allowed(r) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="gateway metrics"`)
+			writeStatusError(w, http.StatusUnauthorized, gateway.EUNAUTHORIZED,
+				"the metrics answer this machine, or the operator token (gateway operator-token) as a bearer token from elsewhere")
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // isLocalRequest reports whether r comes straight from this machine.

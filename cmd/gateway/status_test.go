@@ -125,6 +125,13 @@ func TestStatus_Auth(t *testing.T) {
 	if code, body := getStatus(t, base, "/status.json", nil); code != 200 || !strings.Contains(body, `"outbox"`) {
 		t.Fatalf("loopback: %d %s", code, body)
 	}
+	// /metrics follows the same rule (docs/DESIGN.md §9).
+	if code, body := getStatus(t, base, "/metrics", nil); code != 200 || !strings.Contains(body, "gateway_") {
+		t.Fatalf("metrics from loopback: %d %.200s", code, body)
+	}
+	if code, body := getStatus(t, base, "/metrics", proxied); code != 401 || strings.Contains(body, "gateway_") {
+		t.Fatalf("metrics through a proxy, no token: %d %.200s", code, body)
+	}
 	code, body := getStatus(t, base, "/status.json", proxied)
 	if code != 401 || !strings.Contains(body, `"reason":"unauthorized"`) || !strings.Contains(body, "gateway operator-token") {
 		t.Fatalf("through a proxy, no token: %d %s", code, body)
@@ -152,6 +159,12 @@ func TestStatus_Auth(t *testing.T) {
 	wrong := map[string]string{"X-Forwarded-For": "10.1.2.3", "Authorization": "Bearer " + token[:len(token)-1] + "x"}
 	if code, _ := getStatus(t, base, "/status.json", wrong); code != 401 {
 		t.Errorf("with a wrong token: %d", code)
+	}
+	if code, body := getStatus(t, base, "/metrics", withToken); code != 200 || !strings.Contains(body, "gateway_") {
+		t.Errorf("metrics with the token: %d %.200s", code, body)
+	}
+	if code, _ := getStatus(t, base, "/metrics", wrong); code != 401 {
+		t.Errorf("metrics with a wrong token: %d", code)
 	}
 	// A new token replaces the old one; --revoke removes it.
 	if out2, _, _ := runOutbox(t, dir, "", "operator-token"); strings.SplitN(out2, "\n", 2)[0] == token {
