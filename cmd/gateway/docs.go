@@ -368,8 +368,12 @@ let it breathe during a long import. Progress goes to standard error.`,
 			}
 			start := time.Now()
 			rate := func(n int) float64 { return float64(n) / max(time.Since(start).Seconds(), 1e-9) }
+			// Progress while it runs; the summary below is the one final line (Import's last
+			// Progress call, after the last document, would repeat it).
 			opts.Progress = func(s sqlite.ImportStats) {
-				fmt.Fprintf(m.Stderr, "imported %d documents (%d committed, %.0f/s)\n", s.Documents, s.Committed, rate(s.Documents))
+				if s.Documents%sqlite.DefaultProgressEvery == 0 {
+					fmt.Fprintf(m.Stderr, "importing: %d documents so far (%d committed, %.0f/s)\n", s.Documents, s.Committed, rate(s.Documents))
+				}
 			}
 			st, err := db.Import(cmd.Context(), r, opts)
 			if err == nil && enqueue {

@@ -69,8 +69,8 @@ func TestDocsImport(t *testing.T) {
 		if !strings.Contains(out, "imported 25 documents (25 new, 0 replaced)") {
 			t.Errorf("stdout = %q", out)
 		}
-		if !strings.Contains(errOut, "imported 25 documents (25 committed") {
-			t.Errorf("stderr lacks the final progress line: %q", errOut)
+		if n := strings.Count(out+errOut, "imported 25 documents"); n != 1 {
+			t.Errorf("the summary printed %d times, want once: stdout %q, stderr %q", n, out, errOut)
 		}
 		out, _, _ = runDocs(t, "", "--data-dir", dir, "docs", "get", "d/xxx")
 		if out != `{"i":2}`+"\n" {

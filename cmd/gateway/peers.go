@@ -1,12 +1,14 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -56,6 +58,14 @@ The code works once and expires after --ttl.`,
 			}
 			if err := sqlite.ValidatePeerName("role", role); err != nil {
 				return &UsageError{errors.New(gateway.ErrorMessage(err))}
+			}
+			pol, err := m.loadPolicy(m.Config.Policy)
+			if err != nil {
+				return err
+			}
+			if !pol.HasRole(role) {
+				return usagef("role %q is not in the policy (%s); its roles: %s",
+					role, cmp.Or(m.Config.Policy, "the embedded example"), strings.Join(pol.Roles(), ", "))
 			}
 			base, err := lan.BaseURL(lanServerConfig(m.Config.LAN), m.Config.LAN.Listen)
 			if err != nil {
@@ -184,7 +194,7 @@ func printPeers(w io.Writer, list []PeerListing, live, noHeaders bool) error {
 		return err
 	}
 	if !noHeaders {
-		summary := fmt.Sprintf("-- %d peers", len(list))
+		summary := fmt.Sprintf("-- %d %s", len(list), obPlural(len(list), "peer", "peers"))
 		if !live {
 			summary += "; the gateway is not running (online unknown)"
 		}

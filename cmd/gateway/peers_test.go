@@ -87,6 +87,7 @@ func TestPeersInvite(t *testing.T) {
 			{"peers", "invite", "x", "--role", "clerk", "--ttl", "0s"},
 			{"peers", "invite", "has space", "--role", "clerk"},
 			{"peers", "invite", "--role", "clerk"},
+			{"peers", "invite", "x", "--role", "no-such-role"},
 		} {
 			_, errOut, code := runPeers(t, append([]string{"--data-dir", dir}, argv...)...)
 			if code != 2 || errOut == "" {
@@ -105,7 +106,7 @@ func TestPeersLsAndRevoke_WithoutServe(t *testing.T) {
 	}
 	pairPeer(t, dir, "till-1", "clerk")
 	out, _, _ = runPeers(t, "--data-dir", dir, "peers", "ls")
-	if !strings.Contains(out, "till-1") || !strings.Contains(out, "not running") {
+	if !strings.Contains(out, "till-1") || !strings.Contains(out, "not running") || !strings.Contains(out, "-- 1 peer;") {
 		t.Errorf("table:\n%s", out)
 	}
 	out, errOut, code := runPeers(t, "--data-dir", dir, "peers", "revoke", "till-1")
