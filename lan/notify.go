@@ -40,8 +40,9 @@ func (s *Server) Notify(method string, params func(peer gateway.Actor) (any, boo
 
 // NotifyChanged sends `changed` {"ids", "renamed"} to every open channel, with only the ids
 // its peer may read (and the renames whose new id it may read); a peer left with nothing is
-// skipped. mayRead nil lets every peer see everything.
+// skipped; an id named twice is sent once. mayRead nil lets every peer see everything.
 func (s *Server) NotifyChanged(ids []string, renamed map[string]string, mayRead func(peer gateway.Actor, id string) bool) {
+	ids = uniqueIDs(ids)
 	s.Notify(wire.NotifyChanged, func(a gateway.Actor) (any, bool) {
 		ch := wire.Changed{IDs: []string{}, Renamed: map[string]string{}}
 		for _, id := range ids {
@@ -111,4 +112,17 @@ func (s *Server) ControlHandler() http.Handler {
 		writeJSON(w, http.StatusOK, ControlRevoke{Name: req.Name, Closed: n})
 	})
 	return mux
+}
+
+// uniqueIDs returns ids without repeats, in the order of their first appearance.
+func uniqueIDs(ids []string) []string {
+	seen := make(map[string]bool, len(ids))
+	out := make([]string, 0, len(ids))
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out
 }

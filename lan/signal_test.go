@@ -360,6 +360,8 @@ func TestRevoke_LiveChannels(t *testing.T) {
 		token := g.Pair(t, "till-1", "clerk")
 		tabs := []*client.Client{g.Dial(t, token), g.Dial(t, token)}
 		other := g.Connect(t, "till-2", "clerk")
+		// RevokePeer counts the channels the server has registered: wait for all three.
+		eventually(t, 5*time.Second, "three open channels", func() bool { return g.Channels() == 3 })
 		if err := g.Peers.RevokePeer(ctx, "till-1"); err != nil {
 			t.Fatal(err)
 		}
@@ -407,6 +409,9 @@ func TestControlHandler(t *testing.T) {
 	g := MustOpenGateway(t, func(s *lan.Server) { s.RevocationPoll = time.Hour })
 	c := g.Connect(t, "till-1", "clerk")
 	g.Connect(t, "till-2", "clerk")
+	// A client's channel opens on its side a moment before the server registers it: the
+	// online list and the revocation count depend on both being registered.
+	eventually(t, 5*time.Second, "two open channels", func() bool { return g.Channels() == 2 })
 	h := g.ControlHandler()
 
 	rec := &recorder{header: http.Header{}}
