@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"sitesync.example/gateway/outbox"
@@ -39,6 +40,28 @@ func NewEpochID() string {
 // it. serve calls it at every start, before anything is claimed; restore and promote too.
 func (db *DB) NewEpoch(ctx context.Context) (string, error) {
 	return db.newEpoch(ctx, "serve start")
+}
+
+// NewProcessEpoch gives a process that writes (an operator command queueing entries) its own
+// epoch when serve is down (docs/DESIGN.md §6: every process that writes makes a new epoch,
+// so a database copied back and written to again never reuses a key another copy sent).
+// While serve runs (it holds the data directory's lock) the command's rows take serve's
+// running epoch, and serving is true. why goes into the audit line.
+func (db *DB) NewProcessEpoch(ctx context.Context, why string) (epoch string, serving bool, err error) {
+	lock, err := lockDirShared(filepath.Dir(db.Path))
+	var held *HeldError
+	if errors.As(err, &held) {
+		epoch, err = db.Epoch(ctx)
+		return epoch, true, err
+	}
+	if err != nil {
+		return "", false, err
+	}
+	// Held while the epoch is made: serve does not start in between (it would make its own,
+	// which the rows would then carry; either way a new one).
+	defer lock.Release()
+	epoch, err = db.newEpoch(ctx, why)
+	return epoch, false, err
 }
 
 // newEpoch makes a new epoch, recording why in the audit table.

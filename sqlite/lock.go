@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // LockFileName is the data directory's lock file, next to the database: the process that
@@ -41,6 +42,24 @@ func (e *HeldError) Error() string {
 // never waits: when another process holds it, the error is a *HeldError naming its pid.
 // Nothing but the lock file is touched.
 func LockDir(dir string) (*DirLock, error) {
+	return LockDirWithin(dir, 0)
+}
+
+// LockDirWithin is LockDir retrying for up to wait while the lock is held: an operator
+// command that writes holds it shared for the few milliseconds it takes to make its epoch.
+func LockDirWithin(dir string, wait time.Duration) (*DirLock, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		l, err := lockDir(dir)
+		var held *HeldError
+		if !errors.As(err, &held) || !time.Now().Before(deadline) {
+			return l, err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func lockDir(dir string) (*DirLock, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("lock data directory: %w", err)
 	}
@@ -63,6 +82,23 @@ func LockDir(dir string) (*DirLock, error) {
 	// The pid is for the message of the next process that tries; the lock is the flock.
 	if err := f.Truncate(0); err == nil {
 		f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	return &DirLock{f: f}, nil
+}
+
+// lockDirShared takes a shared lock on dir's lock file, for a process that writes while
+// serve may be down; a *HeldError when serve (the exclusive holder) runs. dir must exist.
+func lockDirShared(dir string) (*DirLock, error) {
+	f, err := os.OpenFile(filepath.Join(dir, LockFileName), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock data directory: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, &HeldError{Dir: dir}
+		}
+		return nil, fmt.Errorf("lock data directory %s: %w", dir, err)
 	}
 	return &DirLock{f: f}, nil
 }

@@ -25,7 +25,7 @@ var errServeRunning = errors.New("serve is running on this data directory; stop 
 // not run beside serve fails while one runs, and no serve starts while it works), then checks
 // the control socket too.
 func (m *Main) lockDataDir(ctx context.Context) (*sqlite.DirLock, error) {
-	lock, err := sqlite.LockDir(m.Config.DataDir)
+	lock, err := sqlite.LockDirWithin(m.Config.DataDir, lockWait)
 	if err != nil {
 		var held *sqlite.HeldError
 		if errors.As(err, &held) {

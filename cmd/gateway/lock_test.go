@@ -105,3 +105,51 @@ func TestStartCleansInterruptedRestore(t *testing.T) {
 		}
 	}
 }
+
+// TestWritingProcessEpoch: each operator command that queues a write while serve is down
+// makes a new epoch and its row carries it; while serve runs, the row carries serve's.
+func TestWritingProcessEpoch(t *testing.T) {
+	t.Chdir(t.TempDir())
+	dir := t.TempDir()
+	post := func(title string) string {
+		t.Helper()
+		out, errOut, code := runDocs(t, "", "--data-dir", dir, "docs", "post", `{"portal_type":"Person","title":"`+title+`"}`)
+		if code != 0 {
+			t.Fatalf("docs post: %d %s", code, errOut)
+		}
+		return out
+	}
+	epochs := func() (rows []string, running string) {
+		t.Helper()
+		db, err := sqlite.Open(context.Background(), filepath.Join(dir, sqlite.FileName))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		r, err := db.Reader().Query(`SELECT epoch FROM outbox ORDER BY rowid`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		for r.Next() {
+			var e string
+			r.Scan(&e)
+			rows = append(rows, e)
+		}
+		running, _ = db.Meta(context.Background(), sqlite.MetaEpoch)
+		return rows, running
+	}
+	post("A")
+	post("B")
+	rows, _ := epochs()
+	if len(rows) != 2 || rows[0] == rows[1] {
+		t.Fatalf("two posts while serve is down: epochs %v, want two different ones", rows)
+	}
+	s := relStart(t, dir, relOptions{})
+	post("C")
+	rows, running := epochs()
+	if len(rows) != 3 || rows[2] != running || rows[2] == rows[1] {
+		t.Errorf("a post while serve runs: epochs %v, running %s: want serve's", rows, running)
+	}
+	_ = s
+}

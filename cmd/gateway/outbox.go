@@ -62,6 +62,11 @@ func (m *Main) openWriteDB(ctx context.Context) (*sqlite.DB, error) {
 	if len(m.Config.Upstream.Modules) > 0 {
 		db.Modules = m.Config.Upstream.Modules
 	}
+	// A process that writes while serve is down makes its own epoch (docs/DESIGN.md §6).
+	if _, _, err := db.NewProcessEpoch(ctx, "operator command"); err != nil {
+		db.Close()
+		return nil, err
+	}
 	return db, nil
 }
 

@@ -24,6 +24,10 @@ import (
 
 func init() { register(newServeCommand) }
 
+// lockWait is how long serve, restore and promote wait for the data directory's lock: an
+// operator command that writes holds it shared for the moment it takes to make its epoch.
+const lockWait = 2 * time.Second
+
 // shutdownTimeout bounds a graceful stop: closing channels, finishing in-flight writes and a
 // last uplink round.
 const shutdownTimeout = 15 * time.Second
@@ -86,7 +90,7 @@ func (s *Server) URL() string { return s.LAN.URL() }
 // touched. On error everything started is closed again.
 func (m *Main) StartServer(ctx context.Context) (s *Server, err error) {
 	s = &Server{Registry: prometheus.NewRegistry()}
-	if s.lock, err = sqlite.LockDir(m.Config.DataDir); err != nil {
+	if s.lock, err = sqlite.LockDirWithin(m.Config.DataDir, lockWait); err != nil {
 		return nil, err
 	}
 	defer func() {
