@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"modernc.org/sqlite"
@@ -55,6 +56,8 @@ type DB struct {
 
 	// writes is the group committer of Write (write.go).
 	writes writeQueue
+	// held, when set, is the error every Write answers (HoldWrites).
+	held atomic.Pointer[error]
 
 	writer *sql.DB
 	reader *sql.DB

@@ -71,7 +71,7 @@ func (db *DB) newEpoch(ctx context.Context, why string) (string, error) {
 		return setEpochTx(ctx, tx, epoch, db.Now(), why)
 	})
 	if err != nil {
-		return "", fmt.Errorf("new epoch: %w", err)
+		return "", fmt.Errorf("new epoch: %w", FormatError(err))
 	}
 	return epoch, nil
 }
@@ -139,4 +139,19 @@ func auditTx(ctx context.Context, tx *sql.Tx, now time.Time, actor, action, deta
 	_, err := tx.ExecContext(ctx, `INSERT INTO audit (at, actor, action, detail) VALUES (?, ?, ?, ?)`,
 		FormatTime(now), actor, action, detail)
 	return err
+}
+
+// HoldWrites makes Write refuse every write with err until ReleaseWrites: serve started on a
+// full disk answers reads but takes no write before its new epoch is made (docs/DESIGN.md §6).
+func (db *DB) HoldWrites(err error) { db.held.Store(&err) }
+
+// ReleaseWrites lets writes through again after HoldWrites.
+func (db *DB) ReleaseWrites() { db.held.Store(nil) }
+
+// heldErr returns the error writes are held with, nil when they are not.
+func (db *DB) heldErr() error {
+	if p := db.held.Load(); p != nil {
+		return *p
+	}
+	return nil
 }

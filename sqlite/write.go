@@ -93,6 +93,9 @@ func (db *DB) Write(ctx context.Context, w Write) (WriteResult, error) {
 	if db.writer == nil {
 		return WriteResult{}, errors.New("write: database is closed")
 	}
+	if err := db.heldErr(); err != nil {
+		return WriteResult{}, err
+	}
 	req := &writeReq{ctx: ctx, w: w, done: make(chan struct{})}
 	q := &db.writes
 	q.mu.Lock()

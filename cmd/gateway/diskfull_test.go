@@ -273,3 +273,66 @@ func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
 }
+
+// fillDisk limits the database to the pages it has and fills them (the audit table's pages
+// included), so that any write that inserts a row fails with SQLITE_FULL, as on a full disk.
+func fillDisk(tb testing.TB, db *sqlite.DB) {
+	tb.Helper()
+	var pages int
+	db.Writer().QueryRow(`PRAGMA page_count`).Scan(&pages)
+	setMaxPages(tb, db, pages)
+	for _, n := range []int{3000, 300, 30, 1} {
+		for i := 0; ; i++ {
+			_, err := db.Writer().Exec(`INSERT INTO audit (at, actor, action, detail) VALUES ('0', 'filler', 'filler', printf('%.*c', ?, 'x'))`, n)
+			if err != nil {
+				break
+			}
+			if i > 100000 {
+				tb.Fatal("the database does not fill")
+			}
+		}
+	}
+}
+
+// TestDiskFullAtStart restarts the gateway on a full disk: it starts, answers reads, refuses
+// writes with 507 disk_full, and takes its new epoch as soon as space returns; the writes
+// then accepted carry it.
+func TestDiskFullAtStart(t *testing.T) {
+	dir := t.TempDir()
+	s := relStart(t, dir, relOptions{})
+	c, creds := mustPairClient(t, s, "office-1", "supervisor")
+	id := call(t, c, "post", map[string]any{"doc": map[string]any{"portal_type": "Person", "title": "Before"}})["id"].(string)
+	oldEpoch, _ := s.DB.Meta(context.Background(), sqlite.MetaEpoch)
+	c.Close()
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	s = relStart(t, dir, relOptions{AfterOpenDB: func(db *sqlite.DB) { fillDisk(t, db) }})
+	c = mustDial(t, s, creds.Token)
+	if got := call(t, c, "get", map[string]any{"id": id}); got["title"] != "Before" {
+		t.Errorf("get on a full disk: %v", got)
+	}
+	call(t, c, "allDocs", map[string]any{"query": `title:"Before"`})
+	post := map[string]any{"doc": map[string]any{"portal_type": "Person", "title": "After"}, "key": "after-1"}
+	if e := callErr(t, c, "post", post); e.Status != 507 || e.Reason != gateway.ENOSPACE {
+		t.Fatalf("post on a full disk: %+v, want 507 disk_full", e)
+	}
+	if epoch, _ := s.DB.Meta(context.Background(), sqlite.MetaEpoch); epoch != oldEpoch {
+		t.Fatalf("epoch %s on a full disk, want still %s", epoch, oldEpoch)
+	}
+
+	setMaxPages(t, s.DB, 0)
+	waitUntil(t, 10*time.Second, "the new epoch", func() bool {
+		epoch, _ := s.DB.Meta(context.Background(), sqlite.MetaEpoch)
+		return epoch != oldEpoch
+	})
+	got := call(t, c, "post", post)
+	var epoch string
+	if err := s.DB.Reader().QueryRow(`SELECT epoch FROM outbox WHERE doc_id = ?`, got["id"]).Scan(&epoch); err != nil {
+		t.Fatal(err)
+	}
+	if running, _ := s.DB.Meta(context.Background(), sqlite.MetaEpoch); epoch != running || epoch == oldEpoch {
+		t.Errorf("the write after space returned carries epoch %s; running %s, old %s", epoch, running, oldEpoch)
+	}
+}

@@ -17,6 +17,7 @@ import (
 
 	"sitesync.example/gateway/lan/client"
 	"sitesync.example/gateway/lan/wire"
+	"sitesync.example/gateway/sqlite"
 )
 
 // relOptions adjust the in-process gateway relStart runs.
@@ -29,6 +30,8 @@ type relOptions struct {
 	Log io.Writer
 	// Configure changes the configuration last.
 	Configure func(*Config)
+	// AfterOpenDB sees the database as soon as it is open.
+	AfterOpenDB func(*sqlite.DB)
 }
 
 // relStart runs a gateway in this process on loopback, like mustStartServer, with
@@ -53,6 +56,7 @@ func relStart(tb testing.TB, dataDir string, o relOptions) *Server {
 		w = io.Discard
 	}
 	m.Logger = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	m.afterOpenDB = o.AfterOpenDB
 	s, err := m.StartServer(context.Background())
 	if err != nil {
 		tb.Fatal(err)

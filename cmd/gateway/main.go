@@ -49,6 +49,8 @@ type Main struct {
 	UpstreamDial func(ctx context.Context, network, addr string) (net.Conn, error)
 
 	root *cobra.Command
+	// afterOpenDB, when set, sees the database OpenDB opened (tests fill the disk with it).
+	afterOpenDB func(*sqlite.DB)
 }
 
 // NewMain returns a Main wired to the process's standard streams.
@@ -179,6 +181,9 @@ func (m *Main) OpenDB(ctx context.Context) (*sqlite.DB, error) {
 	db := sqlite.NewDB(m.DBPath())
 	if err := db.Open(ctx); err != nil {
 		return nil, err
+	}
+	if m.afterOpenDB != nil {
+		m.afterOpenDB(db)
 	}
 	return db, nil
 }

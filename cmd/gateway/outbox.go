@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/user"
 	"strconv"
@@ -18,6 +19,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/spf13/cobra"
 
+	"sitesync.example/gateway"
 	"sitesync.example/gateway/control"
 	"sitesync.example/gateway/outbox"
 	"sitesync.example/gateway/sqlite"
@@ -1122,6 +1124,55 @@ const (
 type outboxRuntime struct {
 	cancel context.CancelFunc
 	done   chan struct{}
+
+	mu      sync.Mutex
+	ready   bool           // the start's epoch is made
+	pending []func() error // run once it is (whenReady)
+	logger  *slog.Logger
+}
+
+// epochRetryEvery is how often serve, started on a full disk, tries again to make its epoch.
+const epochRetryEvery = time.Second
+
+// whenReady runs f now when the start's epoch is made, else once it is (its error logged).
+func (r *outboxRuntime) whenReady(f func() error) error {
+	r.mu.Lock()
+	if !r.ready {
+		r.pending = append(r.pending, f)
+		r.mu.Unlock()
+		return nil
+	}
+	r.mu.Unlock()
+	return f()
+}
+
+// makeReady records that the epoch is made and runs what waited for it.
+func (r *outboxRuntime) makeReady() {
+	r.mu.Lock()
+	r.ready = true
+	fs := r.pending
+	r.pending = nil
+	r.mu.Unlock()
+	for _, f := range fs {
+		if err := f(); err != nil {
+			r.logger.Error("after the new epoch", "err", err)
+		}
+	}
+}
+
+// startEpoch makes the start's epoch and turns what a stopped process left inflight into
+// uncertain.
+func (m *Main) startEpoch(ctx context.Context, db *sqlite.DB) error {
+	epoch, err := db.NewEpoch(ctx)
+	if err != nil {
+		return err
+	}
+	n, err := db.RecoverInflight(ctx)
+	if err != nil {
+		return err
+	}
+	m.Logger.Info("outbox ready", "epoch", epoch, "uncertain_after_restart", n)
+	return nil
 }
 
 // startOutbox makes the database ready to serve and starts the outbox's background work. It
@@ -1136,22 +1187,48 @@ func (m *Main) startOutbox(ctx context.Context, db *sqlite.DB, changed func()) (
 	if len(m.Config.Upstream.Modules) > 0 {
 		db.Modules = m.Config.Upstream.Modules
 	}
-	epoch, err := db.NewEpoch(ctx)
-	if err != nil {
+	r := &outboxRuntime{done: make(chan struct{}), logger: m.Logger}
+	// On a full disk serve starts read-only (docs/DESIGN.md §9): reads are answered, writes
+	// refused with 507 until the epoch is made, which is tried again every second.
+	err := m.startEpoch(ctx, db)
+	switch {
+	case err == nil:
+		r.ready = true
+	case gateway.ErrorCode(err) == gateway.ENOSPACE:
+		m.Logger.Warn("disk full: serving reads only until space is freed", "err", err)
+		db.HoldWrites(&gateway.Error{Code: gateway.ENOSPACE,
+			Message: "the gateway's disk is full: it serves reads only until space is freed; the write was not stored"})
+	default:
 		return nil, err
 	}
-	n, err := db.RecoverInflight(ctx)
-	if err != nil {
-		return nil, err
-	}
-	m.Logger.Info("outbox ready", "epoch", epoch, "uncertain_after_restart", n)
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	r := &outboxRuntime{cancel: cancel, done: make(chan struct{})}
+	r.cancel = cancel
 	lastChange := make(chan struct{}, 1)
 	var watch sync.WaitGroup
 	go func() {
 		defer close(r.done)
 		defer watch.Wait()
+		if !r.ready {
+			t := time.NewTicker(epochRetryEvery)
+			for !r.ready {
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					return
+				case <-t.C:
+				}
+				if err := m.startEpoch(ctx, db); err != nil {
+					if gateway.ErrorCode(err) != gateway.ENOSPACE && ctx.Err() == nil {
+						m.Logger.Warn("new epoch", "err", err)
+					}
+					continue
+				}
+				db.ReleaseWrites()
+				m.Logger.Info("space is back: writes are accepted")
+				r.makeReady()
+			}
+			t.Stop()
+		}
 		watch.Go(func() {
 			err := db.WatchChanges(ctx, 0, func() {
 				select {

@@ -176,10 +176,14 @@ func (m *Main) StartServer(ctx context.Context) (s *Server, err error) {
 		s.Downlink = m.NewDownlink(s.DB, u)
 		s.Downlink.OnChanged = func(ids []string) { s.Service.OnChanged(ids, nil) }
 		s.Service.Fetch = s.Downlink.Fetch
-		if err := u.Open(ctx); err != nil {
-			return s, err
-		}
-		if err := s.Downlink.Open(ctx); err != nil {
+		// The uplink claims under the start's epoch: on a full disk it opens once that is made.
+		err := s.outbox.whenReady(func() error {
+			if err := u.Open(ctx); err != nil {
+				return err
+			}
+			return s.Downlink.Open(ctx)
+		})
+		if err != nil {
 			return s, err
 		}
 	}
