@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"os"
 	"reflect"
+	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -30,6 +32,10 @@ type Config struct {
 	Query    QueryConfig    `yaml:"query"`
 	Outbox   OutboxConfig   `yaml:"outbox"`
 	Log      LogConfig      `yaml:"log"`
+
+	// UnsetEnv names the ${NAME} variables the file uses that the environment lacks (they
+	// became empty); a command that talks to ERP5 warns about them.
+	UnsetEnv []string `yaml:"-"`
 }
 
 // LANConfig is the `lan:` section: the browsers' side.
@@ -185,38 +191,74 @@ func ParseConfig(r io.Reader) (Config, error) {
 		dec := yaml.NewDecoder(bytes.NewReader(buf))
 		dec.KnownFields(true)
 		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-			return cfg, fmt.Errorf("config: %w", err)
+			return cfg, fmt.Errorf("config: %s", yamlKeyNames(err.Error()))
 		}
 	}
-	expandStrings(reflect.ValueOf(&cfg).Elem())
+	var unset []string
+	expandStrings(reflect.ValueOf(&cfg).Elem(), &unset)
+	cfg.UnsetEnv = unset
 	return cfg, cfg.Validate()
 }
 
-// expandStrings replaces ${NAME} in every string reachable from v.
-func expandStrings(v reflect.Value) {
+// configSections names the file's section of each configuration type, for error messages.
+var configSections = map[string]string{
+	"Config": "", "LANConfig": "lan", "TLSConfig": "lan.tls", "WebRTCConfig": "lan.webrtc",
+	"UpstreamConfig": "upstream", "AuthConfig": "upstream.auth", "ScopeConfig": "upstream.scopes[]",
+	"QueryConfig": "query", "OutboxConfig": "outbox", "LogConfig": "log",
+}
+
+var (
+	unknownFieldRE = regexp.MustCompile(`field (\S+) not found in type main\.(\w+)`)
+	goTypeRE       = regexp.MustCompile(`into \S*main\.(\w+)`)
+)
+
+// yamlKeyNames rewrites the YAML decoder's messages in the file's words: an unknown key by
+// its section, never Go's type names.
+func yamlKeyNames(msg string) string {
+	msg = unknownFieldRE.ReplaceAllStringFunc(msg, func(m string) string {
+		sub := unknownFieldRE.FindStringSubmatch(m)
+		if sec := configSections[sub[2]]; sec != "" {
+			return fmt.Sprintf("unknown key %q in %s", sub[1], sec)
+		}
+		return fmt.Sprintf("unknown key %q", sub[1])
+	})
+	msg = goTypeRE.ReplaceAllStringFunc(msg, func(m string) string {
+		sub := goTypeRE.FindStringSubmatch(m)
+		if sec, ok := configSections[sub[1]]; ok && sec != "" {
+			return "into the " + sec + " section"
+		}
+		return "into the configuration"
+	})
+	msg = strings.Replace(msg, "construct errors: ", "", 1)
+	return strings.Replace(msg, "yaml: ", "", 1)
+}
+
+// expandStrings replaces ${NAME} in every string reachable from v, adding the names the
+// environment lacks to unset.
+func expandStrings(v reflect.Value, unset *[]string) {
 	switch v.Kind() {
 	case reflect.String:
 		if v.CanSet() {
-			v.SetString(ExpandEnv(v.String()))
+			v.SetString(expandEnv(v.String(), unset))
 		}
 	case reflect.Struct:
 		for i := 0; i < v.NumField(); i++ {
-			expandStrings(v.Field(i))
+			expandStrings(v.Field(i), unset)
 		}
 	case reflect.Slice:
 		for i := 0; i < v.Len(); i++ {
-			expandStrings(v.Index(i))
+			expandStrings(v.Index(i), unset)
 		}
 	case reflect.Map:
 		for _, k := range v.MapKeys() {
 			e := v.MapIndex(k)
 			if e.Kind() == reflect.String {
-				v.SetMapIndex(k, reflect.ValueOf(ExpandEnv(e.String())))
+				v.SetMapIndex(k, reflect.ValueOf(expandEnv(e.String(), unset)))
 			}
 		}
 	case reflect.Pointer:
 		if !v.IsNil() {
-			expandStrings(v.Elem())
+			expandStrings(v.Elem(), unset)
 		}
 	}
 }
@@ -225,6 +267,16 @@ func expandStrings(v reflect.Value) {
 // unset variable becomes empty, with a warning. A "$" not followed by "{" is kept, so
 // passwords with "$5" survive.
 func ExpandEnv(s string) string {
+	var unset []string
+	s = expandEnv(s, &unset)
+	for _, name := range unset {
+		slog.Warn("config names an unset environment variable; using empty", "name", name)
+	}
+	return s
+}
+
+// expandEnv is ExpandEnv adding the unset names to unset instead of warning.
+func expandEnv(s string, unset *[]string) string {
 	if !strings.Contains(s, "${") {
 		return s
 	}
@@ -243,8 +295,8 @@ func ExpandEnv(s string) string {
 			}
 			name := s[i+2 : i+2+end]
 			val, ok := os.LookupEnv(name)
-			if !ok {
-				slog.Warn("config names an unset environment variable; using empty", "name", name)
+			if !ok && !slices.Contains(*unset, name) {
+				*unset = append(*unset, name)
 			}
 			b.WriteString(val)
 			i += 3 + end
@@ -297,6 +349,15 @@ func (c *Config) Validate() error {
 	case "text", "json":
 	default:
 		return &ConfigError{"log.format", fmt.Errorf("%q is not text or json", c.Log.Format)}
+	}
+	return nil
+}
+
+// ValidateStart checks what serve needs beyond Validate: config.example.yaml's site_id is
+// refused, so that a copied example is not run as a real site.
+func (c *Config) ValidateStart() error {
+	if c.SiteID == ExampleSiteID {
+		return &ConfigError{"site_id", fmt.Errorf("%q is config.example.yaml's value: set site_id to this site's own name at ERP5 (or leave it empty to run without the uplink)", ExampleSiteID)}
 	}
 	return nil
 }

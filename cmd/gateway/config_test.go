@@ -19,7 +19,7 @@ func TestParseConfig_Example(t *testing.T) {
 	if cfg.SiteID != ExampleSiteID {
 		t.Errorf("site_id = %q", cfg.SiteID)
 	}
-	if len(cfg.Upstream.Scopes) != 4 || cfg.Upstream.Scopes[3].Name != "Sale Order" {
+	if len(cfg.Upstream.Scopes) != 5 || cfg.Upstream.Scopes[3].Name != "Sale Order" {
 		t.Errorf("scopes = %+v", cfg.Upstream.Scopes)
 	}
 	if time.Duration(cfg.Outbox.KeepDone) != 720*time.Hour {

@@ -267,7 +267,7 @@ func (m *Main) seedFromDouble(ctx context.Context, sim *erp5sim.Server) (int, er
 	if err := os.MkdirAll(m.Config.DataDir, 0o750); err != nil {
 		return 0, fmt.Errorf("demo: %w", err)
 	}
-	db, err := m.OpenDB(ctx)
+	db, err := m.CreateDB(ctx)
 	if err != nil {
 		return 0, err
 	}

@@ -348,7 +348,7 @@ let it breathe during a long import. Progress goes to standard error.`,
 				defer f.Close()
 				r = f
 			}
-			open := m.OpenDB
+			open := m.CreateDB
 			if enqueue {
 				open = m.openWriteDB
 			}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -176,8 +177,19 @@ func (m *Main) DBPath() string { return filepath.Join(m.Config.DataDir, sqlite.F
 // SocketPath is the running server's control socket inside the data directory.
 func (m *Main) SocketPath() string { return filepath.Join(m.Config.DataDir, "gateway.sock") }
 
-// OpenDB opens the database in the data directory; the caller closes it.
+// OpenDB opens the database in the data directory; the caller closes it. A data directory
+// that does not exist is an error naming it (a mistyped --data-dir must not make an empty
+// database); commands that make a site's database use CreateDB.
 func (m *Main) OpenDB(ctx context.Context) (*sqlite.DB, error) {
+	if _, err := os.Stat(m.Config.DataDir); errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("no data directory %s (data_dir, or --data-dir): is it the right one? `gateway serve` makes it", m.Config.DataDir)
+	}
+	return m.CreateDB(ctx)
+}
+
+// CreateDB opens the database in the data directory, making the directory and the database
+// when they do not exist; the caller closes it.
+func (m *Main) CreateDB(ctx context.Context) (*sqlite.DB, error) {
 	db := sqlite.NewDB(m.DBPath())
 	if err := db.Open(ctx); err != nil {
 		return nil, err

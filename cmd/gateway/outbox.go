@@ -56,7 +56,7 @@ beside the database must stay writable by the service.`,
 // openWriteDB opens the database for commands that write, with the site id and the modules
 // of the configuration.
 func (m *Main) openWriteDB(ctx context.Context) (*sqlite.DB, error) {
-	db, err := m.OpenDB(ctx)
+	db, err := m.CreateDB(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -71,7 +71,7 @@ The code works once and expires after --ttl.`,
 			if err != nil {
 				return &ConfigError{"lan", err}
 			}
-			db, err := m.OpenDB(cmd.Context())
+			db, err := m.CreateDB(cmd.Context())
 			if err != nil {
 				return err
 			}

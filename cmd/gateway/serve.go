@@ -90,6 +90,9 @@ func (s *Server) URL() string { return s.LAN.URL() }
 // touched. On error everything started is closed again.
 func (m *Main) StartServer(ctx context.Context) (s *Server, err error) {
 	s = &Server{Registry: prometheus.NewRegistry()}
+	if err := m.Config.ValidateStart(); err != nil {
+		return nil, err
+	}
 	if s.lock, err = sqlite.LockDirWithin(m.Config.DataDir, lockWait); err != nil {
 		return nil, err
 	}
@@ -108,7 +111,7 @@ func (m *Main) StartServer(ctx context.Context) (s *Server, err error) {
 	} else if cleaned {
 		m.Logger.Warn("removed what an interrupted restore left", "file", m.DBPath()+".restoring")
 	}
-	if s.DB, err = m.OpenDB(ctx); err != nil {
+	if s.DB, err = m.CreateDB(ctx); err != nil {
 		return s, err
 	}
 	pol, err := m.loadPolicy(m.Config.Policy)

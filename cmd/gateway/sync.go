@@ -339,6 +339,9 @@ func (m *Main) NewUplink(ctx context.Context, db *sqlite.DB, reg prometheus.Regi
 		logger = slog.Default()
 	}
 	logger = logger.With(upstream.LogKeySubsystem, "upstream")
+	for _, name := range cfg.UnsetEnv {
+		logger.Warn("config names an unset environment variable; using empty", "name", name)
+	}
 	meter := &upstream.Meter{}
 	if raw, err := db.Meta(ctx, MetaUplinkStatus); err == nil && raw != "" {
 		var saved savedStatus
