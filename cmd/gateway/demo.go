@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v4"
 
+	"sitesync.example/gateway"
 	"sitesync.example/gateway/erp5sim"
 	"sitesync.example/gateway/lan"
 	"sitesync.example/gateway/linksim"
@@ -206,7 +207,11 @@ func (m *Main) StartDemo(ctx context.Context, o DemoOptions) (d *Demo, err error
 		return d, err
 	}
 	if !o.Open {
+		// Run again on a directory whose demo-browser paired, the invite is for demo-browser-2, …
 		code, err := sqlite.NewPeerService(d.Server.DB).CreateInvite(ctx, "demo-browser", o.Role, 24*time.Hour)
+		for i := 2; err != nil && gateway.ErrorReason(err) == "peer_exists" && i < 1000; i++ {
+			code, err = sqlite.NewPeerService(d.Server.DB).CreateInvite(ctx, fmt.Sprintf("demo-browser-%d", i), o.Role, 24*time.Hour)
+		}
 		if err != nil {
 			return d, fmt.Errorf("demo: invite: %w", err)
 		}

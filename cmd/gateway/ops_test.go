@@ -2,8 +2,16 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
 	"os"
 	"path/filepath"
+	"sitesync.example/gateway/lan/client"
+	"sitesync.example/gateway/linksim"
 	"slices"
 	"strings"
 	"testing"
@@ -87,6 +95,35 @@ func TestConfigErrorsSpeakYAML(t *testing.T) {
 		_, err := ParseConfig(strings.NewReader(in))
 		if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "main.") {
 			t.Errorf("%q: %v, want %q and no Go type", in, err, want)
+		}
+	}
+}
+
+// TestDemoAgain: `gateway demo --data-dir DIR` runs again on the directory a first demo left.
+func TestDemoAgain(t *testing.T) {
+	dir := t.TempDir()
+	for run := range 2 {
+		m := NewMain()
+		m.Stdout, m.Stderr = io.Discard, io.Discard
+		m.Config = DefaultConfig()
+		m.Config.DataDir = dir
+		d, err := m.StartDemo(context.Background(), DemoOptions{Seed: 3, Docs: 30, Listen: "127.0.0.1:0", Link: linksim.Thuraya, LogLevel: slog.LevelError})
+		if err != nil {
+			t.Fatalf("run %d: %v", run+1, err)
+		}
+		if d.Invite == "" {
+			t.Fatalf("run %d printed no invite", run+1)
+		}
+		// The browser pairs with the invite, as the demo's user does.
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		code := d.Invite[strings.Index(d.Invite, "#code=")+len("#code="):]
+		if _, err := client.Pair(ctx, http.DefaultClient, d.Server.URL(), code); err != nil {
+			t.Fatalf("run %d: pair: %v", run+1, err)
+		}
+		err = d.Close(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("run %d: close: %v", run+1, err)
 		}
 	}
 }
