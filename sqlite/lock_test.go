@@ -77,3 +77,21 @@ func TestLockDir(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCloseAfterFailedOpen: a DB whose Open failed closes, twice, without a panic.
+func TestCloseAfterFailedOpen(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(dir+"/"+sqlite.FileName, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	db := sqlite.NewDB(dir + "/" + sqlite.FileName)
+	if err := db.Open(t.Context()); err == nil {
+		t.Fatal("Open of a directory succeeded")
+	}
+	if err := db.Close(); err != nil {
+		t.Errorf("Close after a failed Open: %v", err)
+	}
+	if err := db.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}
