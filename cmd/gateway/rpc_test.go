@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -64,6 +65,9 @@ func mustDial(tb testing.TB, s *Server, token string) *client.Client {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { c.Close() })
+	// The channel opens on the client's side a moment before the server registers it; what
+	// the server sends to open channels (status, changed) depends on that.
+	waitUntil(tb, 10*time.Second, "the server registers "+c.Peer, func() bool { return slices.Contains(s.LAN.OnlinePeers(), c.Peer) })
 	return c
 }
 
