@@ -71,7 +71,7 @@ func (s *Service) Call(ctx context.Context, a gateway.Actor, method string, para
 	case gateway.MethodAllDocs:
 		return s.allDocs(ctx, a, params)
 	case gateway.MethodSync:
-		return s.sync(ctx, params)
+		return s.sync(ctx, a, params)
 	case gateway.MethodDescribe:
 		return map[string]any{"peer": a.Peer, "role": a.Role, "types": s.Policy.Describe(a.Role)}, nil
 	case gateway.MethodStatus:
@@ -117,6 +117,9 @@ func (s *Service) get(ctx context.Context, a gateway.Actor, params json.RawMessa
 		return nil, err
 	}
 	if err := s.Policy.AuthorizeGet(a.Peer, a.Role, doc.ID, body); err != nil {
+		if !s.Policy.CanRead(a.Peer, a.Role, doc.ID, body) {
+			return nil, policy.NotFound(p.ID)
+		}
 		return nil, err
 	}
 	return s.filtered(a.Role, doc.Body, body)
@@ -173,6 +176,9 @@ func (s *Service) write(ctx context.Context, a gateway.Actor, method string, par
 	}
 	w.Authorize = func(old, doc, patch map[string]any) error {
 		id := w.ID
+		if old != nil && !s.Policy.CanRead(a.Peer, a.Role, id, old) {
+			return policy.NotFound(id)
+		}
 		return s.Policy.AuthorizeWrite(policy.WriteInput{
 			Peer: a.Peer, Role: a.Role, Method: method, ID: id, Transition: p.Transition,
 			Patch: patch, Doc: doc, Old: old,
@@ -337,7 +343,7 @@ type syncParams struct {
 // maxSyncIDs bounds one sync request; a form asks for the rows it shows.
 const maxSyncIDs = 1000
 
-func (s *Service) sync(ctx context.Context, params json.RawMessage) (any, error) {
+func (s *Service) sync(ctx context.Context, a gateway.Actor, params json.RawMessage) (any, error) {
 	var p syncParams
 	if err := decodeParams(params, &p); err != nil {
 		return nil, err
@@ -350,7 +356,12 @@ func (s *Service) sync(ctx context.Context, params json.RawMessage) (any, error)
 			return nil, err
 		}
 	}
-	states, err := s.DB.SyncStates(ctx, p.IDs)
+	// A document the peer may not read is answered as one that does not exist: nothing waits.
+	ids, err := s.readableIDs(ctx, a, p.IDs)
+	if err != nil {
+		return nil, err
+	}
+	states, err := s.DB.SyncStates(ctx, ids)
 	if err != nil {
 		return nil, err
 	}
