@@ -705,8 +705,10 @@ func (l *loader) schema(pt string, n *yaml.Node, path string) *schema {
 			}
 		case "checks":
 			l.checks(s, p.v, join(path, "checks"))
+		case "containers":
+			s.containers, s.anyContainer, _ = l.strList(p.v, join(path, "containers"), "")
 		default:
-			l.unknown(p, path, "", "fields, checks")
+			l.unknown(p, path, "", "fields, checks, containers")
 		}
 	}
 	sort.Slice(s.fieldList, func(i, j int) bool { return s.fieldList[i].name < s.fieldList[j].name })

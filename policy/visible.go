@@ -1,6 +1,10 @@
 package policy
 
 import (
+	"fmt"
+
+	"slices"
+
 	"sitesync.example/gateway"
 )
 
@@ -31,4 +35,41 @@ func (e *Engine) CanRead(peer, role, id string, doc map[string]any) bool {
 // gives for an id it lacks, so that the two cannot be told apart.
 func NotFound(id string) error {
 	return gateway.Errorf(gateway.ENOTFOUND, "document %s not found", id)
+}
+
+// MayContain reports whether a document of portal type parent may hold a new document of
+// portal type pt (a post whose parent_relative_url is a document, not a module): the schema of
+// pt lists parent under `containers:` (or says "*"). A type without that key lives in its
+// module only.
+func (e *Engine) MayContain(parent, pt string) bool {
+	s := e.schemas[pt]
+	return s != nil && (s.anyContainer || slices.Contains(s.containers, parent))
+}
+
+// CheckContainer decides the document a post's parent_relative_url names (docs/DESIGN.md §3):
+// parent (its stored body, id parentID) must be readable by the peer — else it is answered as
+// absent, with the error the replica gives for a parent it lacks — and of a portal type that
+// may hold a document of type pt (MayContain). Errors: gateway.EINVALID naming
+// parent_relative_url.
+func (e *Engine) CheckContainer(peer, role, parentID, pt string, parent map[string]any) error {
+	if !e.CanRead(peer, role, parentID, parent) {
+		return ParentAbsent(parentID)
+	}
+	ppt, _ := parent["portal_type"].(string)
+	if !e.MayContain(ppt, pt) {
+		return ParentInvalid(fmt.Sprintf("a %s cannot hold %s documents", ppt, pt))
+	}
+	return nil
+}
+
+// ParentAbsent is the refusal of a post whose parent_relative_url names no document (or one
+// the peer may not read): EINVALID on that field.
+func ParentAbsent(parentID string) error {
+	return ParentInvalid(fmt.Sprintf("no document %s to hold the new one", parentID))
+}
+
+// ParentInvalid is EINVALID on parent_relative_url with msg.
+func ParentInvalid(msg string) error {
+	return &gateway.Error{Code: gateway.EINVALID, Message: "parent_relative_url: " + msg,
+		Fields: map[string]string{"parent_relative_url": msg}}
 }

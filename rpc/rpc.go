@@ -184,6 +184,11 @@ func (s *Service) write(ctx context.Context, a gateway.Actor, method string, par
 			Patch: patch, Doc: doc, Old: old,
 		})
 	}
+	if method == gateway.MethodPost {
+		w.CheckParent = func(parent, pt string, pdoc map[string]any) error {
+			return s.checkParent(a, parent, pt, pdoc)
+		}
+	}
 	res, err := s.DB.Write(ctx, w)
 	if err != nil {
 		return nil, err

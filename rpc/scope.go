@@ -1,9 +1,13 @@
 package rpc
 
 import (
+	"fmt"
+	"strings"
+
 	"context"
 
 	"sitesync.example/gateway"
+	"sitesync.example/gateway/policy"
 	"sitesync.example/gateway/sqlite"
 )
 
@@ -29,4 +33,23 @@ func (s *Service) readableIDs(ctx context.Context, a gateway.Actor, ids []string
 		}
 	}
 	return out, nil
+}
+
+// checkParent decides the parent_relative_url of a post (docs/DESIGN.md §3): a module must be
+// the one of the new document's type; a document is decided by the policy (CheckContainer).
+func (s *Service) checkParent(a gateway.Actor, parent, pt string, pdoc map[string]any) error {
+	if strings.Contains(parent, "/") {
+		if pdoc == nil {
+			return policy.ParentAbsent(parent)
+		}
+		return s.Policy.CheckContainer(a.Peer, a.Role, parent, pt, pdoc)
+	}
+	modules := s.DB.Modules
+	if modules == nil {
+		modules = gateway.DefaultModules()
+	}
+	if want := gateway.ModuleOf(pt, modules); parent != want {
+		return policy.ParentInvalid(fmt.Sprintf("%s documents live in %s, not %s", pt, want, parent))
+	}
+	return nil
 }
