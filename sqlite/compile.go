@@ -667,9 +667,12 @@ func sqlFulltext(_ *sqlite.FunctionContext, a []driver.Value) (driver.Value, err
 // sqlSortKey is jio_sortkey(key, is_date, body): query.SortBytes of the property, which sorts
 // as query.CompareSortValues in SQLite's BLOB order.
 func sqlSortKey(_ *sqlite.FunctionContext, a []driver.Value) (driver.Value, error) {
-	v, _, err := lookupValue(a[2], argText(a[0]))
+	v, found, err := lookupValue(a[2], argText(a[0]))
 	if err != nil {
 		return nil, err
+	}
+	if !found {
+		v = query.Absent
 	}
 	n, _ := a[1].(int64)
 	return query.SortBytes(v, n != 0), nil
