@@ -373,11 +373,18 @@ func IsBusy(err error) bool {
 		c := se.Code() & 0xff
 		return c == sqlite3.SQLITE_BUSY || c == sqlite3.SQLITE_LOCKED
 	}
-	return false
+	var ge *gateway.Error
+	return errors.As(err, &ge) && ge.Code == gateway.EUNAVAILABLE && ge.Reason == ReasonBusy
 }
 
+// ReasonBusy refines gateway.EUNAVAILABLE: another connection (a `docs import` without
+// --chunk, a restore) held the database's write lock for longer than the busy timeout. The
+// request changed nothing and may be sent again (docs/DESIGN.md §3, Errors).
+const ReasonBusy = "busy"
+
 // FormatError maps driver errors to gateway errors where a caller can act on them: a full
-// disk becomes ENOSPACE, a constraint ECONFLICT. Others pass through unchanged.
+// disk becomes ENOSPACE, a constraint ECONFLICT, a lock held past the busy timeout
+// EUNAVAILABLE with ReasonBusy (retryable). Others pass through unchanged.
 func FormatError(err error) error {
 	if err == nil {
 		return nil
@@ -389,6 +396,9 @@ func FormatError(err error) error {
 			return &gateway.Error{Code: gateway.ENOSPACE, Message: "the gateway's disk is full; the write was not stored"}
 		case sqlite3.SQLITE_CONSTRAINT:
 			return &gateway.Error{Code: gateway.ECONFLICT, Message: "the write conflicts with stored data"}
+		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
+			return &gateway.Error{Code: gateway.EUNAVAILABLE, Reason: ReasonBusy,
+				Message: "the gateway's database is busy (an import or a restore holds it); nothing was stored, try again"}
 		}
 	}
 	return err
