@@ -45,6 +45,7 @@ type Service struct {
 	limiter *policy.RateLimiter
 	mu      sync.Mutex
 	running map[string]int // queries running per peer
+	counts  typeCounts     // documents by portal type, for query costs
 }
 
 // NewService returns a Service over db and the policy.
@@ -249,14 +250,18 @@ func (s *Service) allDocs(ctx context.Context, a gateway.Actor, params json.RawM
 	if opts.Skip, opts.Count, err = query.ParseLimit(p.Limit); err != nil {
 		return nil, gateway.Errorf(gateway.EINVALID, "limit: %v", err)
 	}
+	asked := q
 	if q, opts, err = s.Policy.ScopeQuery(a.Peer, a.Role, q, opts); err != nil {
+		return nil, err
+	}
+	if err := s.checkCost(ctx, a, asked); err != nil {
 		return nil, err
 	}
 	release, err := s.acquire(a)
 	if err != nil {
 		return nil, err
 	}
-	res, err := s.DB.Query(ctx, q, opts)
+	res, err := s.runQuery(ctx, a, q, opts)
 	release()
 	if err != nil {
 		return nil, err

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"time"
@@ -53,12 +54,22 @@ type DB struct {
 	// ERP5's naming convention, gateway.ModuleOf).
 	Modules map[string]string
 
+	// QueryConns is how many connections allDocs queries (Query) may use at once, apart from
+	// the read pool that gets and the rest use, so that costly queries never hold up a get
+	// (docs/DESIGN.md §4). 0 means DefaultQueryConns.
+	QueryConns int
+
 	// writes is the group committer of Write (write.go).
 	writes writeQueue
 
-	writer *sql.DB
-	reader *sql.DB
+	writer  *sql.DB
+	reader  *sql.DB
+	queries *sql.DB // Query's pool: QueryConns read-only connections
 }
+
+// DefaultQueryConns is DB.QueryConns's default: half the processors (at least one), so that
+// queries running flat out leave the other half to gets, writes and the LAN.
+func DefaultQueryConns() int { return max(1, runtime.NumCPU()/2) }
 
 // NewDB returns a DB for the file at path; call Open before use.
 func NewDB(path string) *DB {
@@ -143,6 +154,15 @@ func (db *DB) Open(ctx context.Context) (err error) {
 	}
 	db.reader.SetMaxOpenConns(8)
 	db.reader.SetMaxIdleConns(8)
+	if db.queries, err = sql.Open("sqlite", "file:"+uriPath+"?"+rq.Encode()); err != nil {
+		return err
+	}
+	n := db.QueryConns
+	if n <= 0 {
+		n = DefaultQueryConns()
+	}
+	db.queries.SetMaxOpenConns(n)
+	db.queries.SetMaxIdleConns(n)
 	return nil
 }
 
@@ -308,9 +328,13 @@ func openError(path string, err error) error {
 	return fmt.Errorf("open database %s: %w", path, err)
 }
 
-// Close closes both pools. It is safe to call more than once.
+// Close closes the pools. It is safe to call more than once.
 func (db *DB) Close() error {
 	var errs []error
+	if db.queries != nil {
+		errs = append(errs, db.queries.Close())
+		db.queries = nil
+	}
 	if db.reader != nil {
 		errs = append(errs, db.reader.Close())
 		db.reader = nil
