@@ -16,7 +16,7 @@ import (
 // 500, stores nothing, and the same request (same write key) succeeds once the lock is gone.
 func TestBusy_Retryable(t *testing.T) {
 	s := newService(t, "", scopeSeed...)
-	other, err := sql.Open("sqlite", "file:"+s.DB.Path+"?_pragma=busy_timeout(0)")
+	other, err := sql.Open("sqlite", "file:"+s.DB.Path+"?_pragma=busy_timeout(10000)")
 	if err != nil {
 		t.Fatal(err)
 	}
