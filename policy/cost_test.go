@@ -1,6 +1,7 @@
 package policy_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -71,5 +72,40 @@ func TestQueryCost(t *testing.T) {
 	}
 	if _, err := policy.Parse("p.yaml", []byte("roles:\n  r:\n    limits: {query_timeout: soon}\n")); err == nil {
 		t.Error("a query_timeout that is not a duration was accepted")
+	}
+}
+
+// TestScopeQuery_HiddenTypeIsEmpty: an "=" term naming a type the role may not list is
+// rewritten as one naming a type of which there is no document — the empty OR — so that the
+// query the database runs, and its plan, cannot tell whether such documents exist.
+func TestScopeQuery_HiddenTypeIsEmpty(t *testing.T) {
+	e := mustParse(t, costPolicy)
+	scoped := func(role, s string) string {
+		q, err := query.Parse(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sq, _, err := e.ScopeQuery("p", role, q, query.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := query.MarshalJSON(sq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	for _, f := range []string{`portal_type:%q`, `portal_type:=%q AND title:x`, `NOT portal_type:%q OR title:"%%x%%"`} {
+		hidden, absent := scoped("clerk", fmt.Sprintf(f, "Sale Order")), scoped("clerk", fmt.Sprintf(f, "Nuclear Reactor"))
+		if hidden != absent {
+			t.Errorf("%s: Sale Order scopes to %s, a type without documents to %s", f, hidden, absent)
+		}
+		if listed := scoped("clerk", fmt.Sprintf(f, "Person")); listed == absent {
+			t.Errorf("%s: a listable type was rewritten too: %s", f, listed)
+		}
+	}
+	// A role listing every type but Secret hides Secret only.
+	if a, b := scoped("boss", `portal_type:"Secret"`), scoped("boss", `portal_type:"Person"`); a == b {
+		t.Errorf("boss: Secret and Person scope alike: %s", a)
 	}
 }
