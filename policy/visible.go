@@ -73,3 +73,33 @@ func ParentInvalid(msg string) error {
 	return &gateway.Error{Code: gateway.EINVALID, Message: "parent_relative_url: " + msg,
 		Fields: map[string]string{"parent_relative_url": msg}}
 }
+
+// ReadableTypes returns the portal types role has an allow rule to get or list (all reports
+// a rule naming every type). Conditions are not evaluated: it bounds what the role may ever
+// read, so that a get outside it needs no look-up (docs/DESIGN.md §3, Errors).
+func (e *Engine) ReadableTypes(role string) (types []string, all bool) {
+	r := e.roles[role]
+	if r == nil {
+		return nil, false
+	}
+	for _, ru := range r.allow {
+		if !ru.methods.has(mGet) && !ru.methods.has(mAllDocs) {
+			continue
+		}
+		if ru.allTypes {
+			return nil, true
+		}
+		types = append(types, ru.typeList...)
+	}
+	return unique(types), false
+}
+
+// Containers returns the portal types the schema of pt lets hold it (`containers:`); all
+// reports "*".
+func (e *Engine) Containers(pt string) (types []string, all bool) {
+	s := e.schemas[pt]
+	if s == nil {
+		return nil, false
+	}
+	return append([]string(nil), s.containers...), s.anyContainer
+}

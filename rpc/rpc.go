@@ -107,7 +107,7 @@ func (s *Service) get(ctx context.Context, a gateway.Actor, params json.RawMessa
 		return nil, err
 	}
 	doc, err := s.DB.GetDocument(ctx, p.ID)
-	if gateway.ErrorCode(err) == gateway.ENOTFOUND && s.Fetch != nil && !gateway.IsLocalID(p.ID) {
+	if gateway.ErrorCode(err) == gateway.ENOTFOUND && s.Fetch != nil && !gateway.IsLocalID(p.ID) && s.mayHold(a, p.ID) {
 		doc, err = s.Fetch(ctx, p.ID)
 	}
 	if err != nil {

@@ -53,3 +53,38 @@ func (s *Service) checkParent(a gateway.Actor, parent, pt string, pdoc map[strin
 	}
 	return nil
 }
+
+// mayHold reports whether id, which the replica lacks, may be a document the peer reads:
+// whether its module is that of a type the role may get or list. Otherwise ERP5 is not asked
+// and the answer is 404 at once, as for an id that does not exist — not 503 while the link
+// is down, which would tell a hidden document from a missing one.
+func (s *Service) mayHold(a gateway.Actor, id string) bool {
+	types, all := s.Policy.ReadableTypes(a.Role)
+	if all {
+		return true
+	}
+	modules := s.DB.Modules
+	if modules == nil {
+		modules = gateway.DefaultModules()
+	}
+	module, _, _ := strings.Cut(id, "/")
+	// A child lives in its container's module (a Sale Order Line in sale_order_module).
+	seen := map[string]bool{}
+	for len(types) > 0 {
+		t := types[0]
+		types = types[1:]
+		if seen[t] {
+			continue
+		}
+		seen[t] = true
+		if gateway.ModuleOf(t, modules) == module {
+			return true
+		}
+		containers, any := s.Policy.Containers(t)
+		if any {
+			return true
+		}
+		types = append(types, containers...)
+	}
+	return false
+}

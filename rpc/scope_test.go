@@ -1,6 +1,7 @@
 package rpc_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -91,6 +92,35 @@ func TestScope_AllDocsNamesHiddenType(t *testing.T) {
 		absent := mustCall(t, s, "clerk", "allDocs", fmt.Sprintf(`{"query":%q}`, fmt.Sprintf(q, "Nuclear Reactor")))
 		if string(hidden) != string(absent) {
 			t.Errorf("query %s: Sale Order gives %s, a type without documents %s", q, hidden, absent)
+		}
+	}
+}
+
+// TestScope_NoLookupOutsideReadableModules: a get of an id the replica lacks asks ERP5 only
+// when the id may be a document the peer reads; otherwise it is 404 at once, also while the
+// link is down (a 503 there would tell a hidden document from a missing one).
+func TestScope_NoLookupOutsideReadableModules(t *testing.T) {
+	s := newService(t, "", scopeSeed...)
+	var asked []string
+	s.Fetch = func(_ context.Context, id string) (*gateway.Document, error) {
+		asked = append(asked, id) // the link is down
+		return nil, gateway.Errorf(gateway.EUNAVAILABLE, "the link is down")
+	}
+	for _, c := range []struct {
+		role, id string
+		status   int
+		asks     bool
+	}{
+		{"clerk", "sale_order_module/5", 404, false},
+		{"clerk", "sale_order_module/5/1", 404, false},
+		{"clerk", "person_module/77", 503, true},
+		{"storekeeper", "sale_order_module/5/1", 503, true},
+		{"supervisor", "sale_order_module/5", 503, true},
+	} {
+		asked = nil
+		_, err := call(t, s, c.role, "get", fmt.Sprintf(`{"id":%q}`, c.id))
+		if e := errOf(t, err); gateway.Status(e.Code) != c.status || (len(asked) > 0) != c.asks {
+			t.Errorf("%s get %s: %+v, ERP5 asked: %v; want %d, asked %v", c.role, c.id, e, asked, c.status, c.asks)
 		}
 	}
 }
