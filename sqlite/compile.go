@@ -102,7 +102,15 @@ func init() {
 // Queries run on a pool of their own (DB.QueryConns connections): a query waits there for a
 // connection rather than take one a get needs. Cancelling ctx interrupts the running
 // statement (SQLite's interrupt) and returns ctx's error.
-func (db *DB) Query(ctx context.Context, q query.Query, opts query.Options) (*QueryResult, error) {
+func (db *DB) Query(ctx context.Context, q query.Query, opts query.Options) (res *QueryResult, err error) {
+	// A query runs on a thread of lower priority: a costly one leaves the processors to
+	// gets and writes first.
+	runLowPriority(func() { res, err = db.query(ctx, q, opts) })
+	return res, err
+}
+
+// query is Query on the calling goroutine.
+func (db *DB) query(ctx context.Context, q query.Query, opts query.Options) (*QueryResult, error) {
 	pool := db.queries
 	if pool == nil {
 		pool = db.reader
