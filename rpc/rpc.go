@@ -175,11 +175,14 @@ func (s *Service) write(ctx context.Context, a gateway.Actor, method string, par
 			return nil, err
 		}
 	}
+	w.Visible = func(old map[string]any) error {
+		if !s.Policy.CanRead(a.Peer, a.Role, w.ID, old) {
+			return policy.NotFound(w.ID)
+		}
+		return nil
+	}
 	w.Authorize = func(old, doc, patch map[string]any) error {
 		id := w.ID
-		if old != nil && !s.Policy.CanRead(a.Peer, a.Role, id, old) {
-			return policy.NotFound(id)
-		}
 		return s.Policy.AuthorizeWrite(policy.WriteInput{
 			Peer: a.Peer, Role: a.Role, Method: method, ID: id, Transition: p.Transition,
 			Patch: patch, Doc: doc, Old: old,

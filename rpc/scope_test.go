@@ -47,6 +47,8 @@ func TestScope_HiddenIsAbsent(t *testing.T) {
 		for _, m := range []struct{ method, params string }{
 			{"get", `{"id":%q}`},
 			{"put", `{"id":%q,"doc":{"title":"x"}}`},
+			{"put", `{"id":%q,"doc":{"portal_type":"Person"}}`},
+			{"put", `{"id":%q,"doc":{"parent_relative_url":"person_module"}}`},
 			{"remove", `{"id":%q}`},
 			{"action", `{"id":%q,"transition":"confirm_action"}`},
 		} {

@@ -14,14 +14,15 @@ import (
 	"sitesync.example/gateway/sqlite"
 )
 
-// newService opens a replica in a temporary directory, seeds it with the JSON Lines records
+// newService opens a replica in a temporary directory (one query connection), seeds it with the JSON Lines records
 // of seed ({"id","doc"} each) and returns the service over it with the policy text pol ("" is
 // the example policy).
 func newService(t testing.TB, pol string, seed ...string) *rpc.Service {
 	t.Helper()
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "gateway.db"))
-	if err != nil {
+	db := sqlite.NewDB(filepath.Join(t.TempDir(), "gateway.db"))
+	db.QueryConns = 1 // queries take turns: a query that did not stop would hold up the next
+	if err := db.Open(ctx); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })

@@ -64,6 +64,11 @@ type Write struct {
 	// a remove), patch the put's patch or the post's document. Its error is returned as is
 	// and the write is not stored. Operator writes leave it nil.
 	Authorize func(old, doc, patch map[string]any) error
+	// Visible, when set, is called for a put, remove or action with the stored document as
+	// soon as it is read, before anything else is checked; its error (the caller's "not
+	// found") is returned as is, so that nothing about a document the caller may not read
+	// shows in an answer (docs/DESIGN.md §3, Errors).
+	Visible func(old map[string]any) error
 	// CheckParent, when set, checks the parent_relative_url a post names, inside the write's
 	// transaction (docs/DESIGN.md §3). It is called with the parent's id (id_map followed),
 	// the new document's portal type and the parent's stored body: nil for a top-level id (a
@@ -744,6 +749,11 @@ func (st *writeState) put(ctx context.Context, w Write) (WriteResult, error) {
 	if err != nil {
 		return WriteResult{}, fatal(fmt.Errorf("document %s: stored body: %w", id, err))
 	}
+	if w.Visible != nil {
+		if err := w.Visible(old); err != nil {
+			return WriteResult{}, err
+		}
+	}
 	patch := cloneMap(w.Doc)
 	if v, ok := patch["portal_type"]; ok {
 		cur := pt
@@ -823,6 +833,11 @@ func (st *writeState) removeOrAction(ctx context.Context, w Write) (WriteResult,
 	old, err := outbox.DecodeObject([]byte(oldText))
 	if err != nil {
 		return WriteResult{}, fatal(fmt.Errorf("document %s: stored body: %w", id, err))
+	}
+	if w.Visible != nil {
+		if err := w.Visible(old); err != nil {
+			return WriteResult{}, err
+		}
 	}
 	e := &outbox.Entry{Op: w.Op, DocID: id, Peer: w.Peer, Key: w.Key}
 	if w.Op == OpRemove {
