@@ -126,3 +126,33 @@ func TestScope_NoLookupOutsideReadableModules(t *testing.T) {
 		}
 	}
 }
+
+// TestScope_OutsideReadScope: a document of a type the role uses but outside its read.scope
+// is answered as absent too, by every method that names it.
+func TestScope_OutsideReadScope(t *testing.T) {
+	const pol = `
+roles:
+  south:
+    read: {scope: 'site:"south"', fields: "*"}
+    rules:
+      - {name: people, effect: allow, methods: "*", portal_types: [Person], write: "*", transitions: "*"}
+`
+	s := newService(t, pol,
+		`{"id":"person_module/1","doc":{"portal_type":"Person","title":"A","site":"south"}}`,
+		`{"id":"person_module/2","doc":{"portal_type":"Person","title":"B","site":"north"}}`)
+	mustCall(t, s, "south", "get", `{"id":"person_module/1"}`)
+	for _, m := range []struct{ method, params string }{
+		{"get", `{"id":%q}`},
+		{"put", `{"id":%q,"doc":{"title":"x"}}`},
+		{"remove", `{"id":%q}`},
+		{"action", `{"id":%q,"transition":"validate_action"}`},
+	} {
+		_, he := call(t, s, "south", m.method, fmt.Sprintf(m.params, "person_module/2"))
+		_, ae := call(t, s, "south", m.method, fmt.Sprintf(m.params, "person_module/9"))
+		sameRefusal(t, m.method, he, ae, "person_module/2", "person_module/9")
+	}
+	got := string(mustCall(t, s, "south", "allDocs", `{"query":"title:B"}`))
+	if !strings.Contains(got, `"total_rows":0`) {
+		t.Errorf("allDocs found the northern person: %s", got)
+	}
+}
