@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"cel.dev/cel-go/cel"
 	"go.yaml.in/yaml/v4"
@@ -348,7 +349,8 @@ func (l *loader) top(n *yaml.Node) {
 // role reads one role.
 func (l *loader) role(name string, n *yaml.Node) {
 	path := "roles." + name
-	r := &role{name: name, fieldSet: map[string]bool{}}
+	r := &role{name: name, fieldSet: map[string]bool{},
+		limits: Limits{MaxQueryCost: DefaultMaxQueryCost, QueryTimeout: DefaultQueryTimeout}}
 	pairs, ok := l.mapping(n, path, "")
 	if !ok {
 		return
@@ -444,8 +446,12 @@ func (l *loader) limits(r *role, n *yaml.Node, path string) {
 			burstSet = true
 		case "max_concurrent_queries":
 			r.limits.MaxConcurrentQueries, _ = l.integer(p.v, kp)
+		case "max_query_cost":
+			r.limits.MaxQueryCost, _ = l.integer(p.v, kp)
+		case "query_timeout":
+			r.limits.QueryTimeout = l.duration(p.v, kp)
 		default:
-			l.unknown(p, path, "", "max_limit, max_doc_bytes, rate, burst, max_concurrent_queries")
+			l.unknown(p, path, "", "max_limit, max_doc_bytes, rate, burst, max_concurrent_queries, max_query_cost, query_timeout")
 		}
 	}
 	if r.limits.Rate > 0 && r.limits.Burst == 0 {
@@ -455,6 +461,23 @@ func (l *loader) limits(r *role, n *yaml.Node, path string) {
 		// Without a burst, allow one second's worth of requests at once.
 		r.limits.Burst = max(1, int(math.Ceil(r.limits.Rate)))
 	}
+}
+
+// duration reads a duration written as Go does ("5s", "1m30s"); 0 is no duration.
+func (l *loader) duration(n *yaml.Node, path string) time.Duration {
+	if v := resolve(n); v != nil && v.Kind == yaml.ScalarNode && v.Value == "0" {
+		return 0
+	}
+	s, ok := l.str(n, path, "")
+	if !ok {
+		return 0
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		l.problem(n, path, "", `must be a duration such as "5s" or "1m", or 0`)
+		return 0
+	}
+	return d
 }
 
 // rules reads a role's `rules:` list.
@@ -705,8 +728,10 @@ func (l *loader) schema(pt string, n *yaml.Node, path string) *schema {
 			}
 		case "checks":
 			l.checks(s, p.v, join(path, "checks"))
+		case "containers":
+			s.containers, s.anyContainer, _ = l.strList(p.v, join(path, "containers"), "")
 		default:
-			l.unknown(p, path, "", "fields, checks")
+			l.unknown(p, path, "", "fields, checks, containers")
 		}
 	}
 	sort.Slice(s.fieldList, func(i, j int) bool { return s.fieldList[i].name < s.fieldList[j].name })

@@ -137,6 +137,13 @@ type Limits struct {
 	Burst int     `json:"burst"`
 	// MaxConcurrentQueries caps the allDocs a peer may have running at once.
 	MaxConcurrentQueries int `json:"max_concurrent_queries"`
+	// MaxQueryCost caps an allDocs's estimated cost before it runs (QueryCost: weighted terms
+	// times the documents the role's query may scan). Absent from the file it is
+	// DefaultMaxQueryCost; 0 is no cap.
+	MaxQueryCost int `json:"max_query_cost"`
+	// QueryTimeout cancels an allDocs still running after it (SQLite interrupts the
+	// statement). Absent from the file it is DefaultQueryTimeout; 0 is no deadline.
+	QueryTimeout time.Duration `json:"query_timeout"`
 }
 
 // Load reads and compiles the policy file at path. Every problem in the file is reported at

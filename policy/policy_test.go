@@ -402,7 +402,8 @@ func TestEngine_CheckDocSize(t *testing.T) {
 	checkErr(t, e.CheckDocSize("clerk", 1000), "", "")
 	checkErr(t, e.CheckDocSize("clerk", 1001), gateway.ETOOLARGE, "")
 	checkErr(t, e.CheckDocSize("store", 1<<30), "", "")
-	if got := e.Limits("clerk"); got != (policy.Limits{MaxLimit: 50, MaxDocBytes: 1000, Rate: 2, Burst: 3, MaxConcurrentQueries: 2}) {
+	if got := e.Limits("clerk"); got != (policy.Limits{MaxLimit: 50, MaxDocBytes: 1000, Rate: 2, Burst: 3, MaxConcurrentQueries: 2,
+		MaxQueryCost: policy.DefaultMaxQueryCost, QueryTimeout: policy.DefaultQueryTimeout}) {
 		t.Fatalf("limits = %+v", got)
 	}
 	if !e.HasRole("clerk") || e.HasRole("nobody") {

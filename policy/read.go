@@ -46,7 +46,13 @@ func (e *Engine) ScopeQuery(peer, role string, q query.Query, opts query.Options
 		parts = append(parts, types)
 	}
 	if q != nil {
-		uq, err := r.rewrite(q, opts.DateKeys)
+		// A type the role may not list is one without documents, to the role: an "=" term
+		// naming it matches nothing, and becomes the empty OR, so that the query (its SQL,
+		// its plan, its time) is the same whether such documents exist or not.
+		hidden := func(pt string) bool {
+			return types != nil && !e.matchDoc(types, map[string]any{"portal_type": pt})
+		}
+		uq, err := r.rewrite(q, opts.DateKeys, hidden)
 		if err != nil {
 			return nil, opts, err
 		}
@@ -145,11 +151,15 @@ func (r *role) readable(f string) bool { return r.allFields || r.fieldSet[f] }
 
 // rewrite copies q, refusing keys the role may not read and turning key-less terms into
 // searches over the readable fields.
-func (r *role) rewrite(q query.Query, dateKeys []string) (query.Query, error) {
+func (r *role) rewrite(q query.Query, dateKeys []string, hidden func(string) bool) (query.Query, error) {
 	switch q := q.(type) {
 	case *query.Simple:
 		if q == nil {
 			break
+		}
+		exact := q.Operator == query.OpEQ || q.Operator == "" && !strings.Contains(q.Value, "%")
+		if q.Key == "portal_type" && exact && !slices.Contains(dateKeys, q.Key) && hidden(q.Value) {
+			return &query.Complex{Operator: "OR"}, nil
 		}
 		if q.Key == "" {
 			if r.allFields {
@@ -169,7 +179,7 @@ func (r *role) rewrite(q query.Query, dateKeys []string) (query.Query, error) {
 		}
 		out := &query.Complex{Operator: q.Operator, Queries: make([]query.Query, len(q.Queries))}
 		for i, c := range q.Queries {
-			x, err := r.rewrite(c, dateKeys)
+			x, err := r.rewrite(c, dateKeys, hidden)
 			if err != nil {
 				return nil, err
 			}

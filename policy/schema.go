@@ -70,6 +70,10 @@ type schema struct {
 	fields     map[string]*field
 	fieldList  []*field // sorted by name
 	checks     []*check
+	// containers are the portal types whose documents may hold one of this type (a post's
+	// parent_relative_url); anyContainer is `containers: "*"`.
+	containers   []string
+	anyContainer bool
 }
 
 // field is one field of a schema.

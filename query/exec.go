@@ -58,7 +58,7 @@ func Exec(docs []Doc, q Query, opts Options) Result {
 		}
 		slices.SortStableFunc(hits, func(a, b Doc) int {
 			for i, k := range opts.SortOn {
-				c := CompareSortValues(a.Body[k.Key], b.Body[k.Key], dates[i])
+				c := CompareSortValues(Property(a.Body, k.Key), Property(b.Body, k.Key), dates[i])
 				if k.Descending {
 					c = -c
 				}
@@ -107,18 +107,36 @@ func selectKeys(body map[string]any, list []string) map[string]any {
 	return v
 }
 
+// Absent stands for a property a document lacks, where a sort compares property values
+// (CompareSortValues, SortBytes); nil is JSON null, which sorts differently.
+var Absent = absent{}
+
+type absent struct{}
+
+// Property returns body[key], or Absent when body has no such key.
+func Property(body map[string]any, key string) any {
+	if v, ok := body[key]; ok {
+		return v
+	}
+	return Absent
+}
+
 // CompareSortValues orders two property values for sort_on, ascending, and returns -1, 0 or
-// +1; a missing property is passed as nil. Descending order is its negation, so documents
+// +1; a missing property is passed as Absent. Descending order is its negation, so documents
 // missing the key come first ascending and last descending.
 //
-// A value is taken as the list of its elements (a scalar as a one-element list; null, missing,
-// an object as the empty list), and lists compare element by element, a list that is a prefix
-// of the other coming first. Without isDate, elements compare by their string forms
-// (StringForm) in UTF-16 code-unit order (CompareStrings), so 10 sorts before 9; elements
-// without a string form (null, objects, nested lists) are skipped. With isDate, an element
-// that ParseDate accepts compares by the instant it starts at (precision does not matter:
-// `2012` and `2012-01-01` are equal), and comes after every element that is not a date; those
-// compare by string form among themselves.
+// A value is taken as the list of its elements as jIO 3.45's sortFunction takes it: a scalar,
+// null or an object is a one-element list; Absent and an empty list are the empty list. Lists
+// compare element by element, a list that is a prefix of the other coming first (so a null
+// value sorts after a missing one, as jIO sorts [{"a":null},{"c":3},{"b":2}] on a into c, b,
+// a). An object element stands for its `content` member, as jIO's metadata values
+// ({"content": "x", ...}) do; an object without one, and a nested list, is skipped. A null
+// element (null itself or a null content) comes before every other element. Without isDate,
+// other elements compare by their string forms (StringForm) in UTF-16 code-unit order
+// (CompareStrings), so 10 sorts before 9. With isDate, an element that ParseDate accepts
+// compares by the instant it starts at (precision does not matter: `2012` and `2012-01-01`
+// are equal), and comes after every element that is not a date; those compare by string
+// form among themselves.
 //
 // SortBytes encodes the same order as bytes, for a database.
 func CompareSortValues(a, b any, isDate bool) int {
@@ -130,11 +148,11 @@ func CompareSortValues(a, b any, isDate bool) int {
 // ORDER BY … DESC as descending. Each element is a tag byte (0x01 a string form, 0x02 a
 // date) and its content with 0x00 escaped as 0x00 0xFF, closed by 0x00 0x01; a string form's
 // content is its UTF-16 code units, big-endian; a date's is its Unix time in milliseconds as a
-// big-endian int64 with the sign bit flipped.
+// big-endian int64 with the sign bit flipped; a null element is the tag 0x00 alone.
 func SortBytes(v any, isDate bool) []byte {
 	var out []byte
 	switch v := v.(type) {
-	case nil, map[string]any:
+	case absent:
 		return []byte{}
 	case []any:
 		for _, e := range v {
@@ -150,6 +168,16 @@ func SortBytes(v any, isDate bool) []byte {
 }
 
 func appendSortElement(out []byte, e any, isDate bool) []byte {
+	if m, ok := e.(map[string]any); ok {
+		c, ok := m["content"]
+		if !ok {
+			return out
+		}
+		e = c
+	}
+	if e == nil {
+		return append(out, 0x00, 0x00, 0x01)
+	}
 	if isDate {
 		if s, ok := e.(string); ok {
 			if t, _, ok := ParseDate(s); ok {

@@ -127,6 +127,26 @@ func TestExec_Select(t *testing.T) {
 	}
 }
 
+// TestExec_SortNullAndContent holds Exec to jIO 3.45's sort: a null value sorts after a
+// missing one (jIO's test "sort_on options do not raise in case of null value"), and an
+// object sorts by its content.
+func TestExec_SortNullAndContent(t *testing.T) {
+	in := docs(t, `x={"a":null}`, `y={"c":3}`, `z={"b":2}`)
+	asc := query.Exec(in, nil, query.Options{SortOn: []query.SortKey{{Key: "a"}}})
+	if got := ids(asc); !slices.Equal(got, []string{"y", "z", "x"}) {
+		t.Errorf("ascending on a: %v, want [y z x]", got)
+	}
+	desc := query.Exec(in, nil, query.Options{SortOn: []query.SortKey{{Key: "a", Descending: true}}})
+	if got := ids(desc); !slices.Equal(got, []string{"x", "y", "z"}) {
+		t.Errorf("descending on a: %v, want [x y z]", got)
+	}
+	in = docs(t, `p={"t":{"content":"b","lang":"a"}}`, `q={"t":"c"}`, `r={"t":[{"content":"a"}]}`, `s={"t":{"lang":"z"}}`)
+	got := ids(query.Exec(in, nil, query.Options{SortOn: []query.SortKey{{Key: "t"}}}))
+	if !slices.Equal(got, []string{"s", "r", "p", "q"}) {
+		t.Errorf("sort by content: %v, want [s r p q]", got)
+	}
+}
+
 func TestExec_StableSort(t *testing.T) {
 	var specs []string
 	for i := range 50 {
@@ -157,17 +177,23 @@ func TestCompareSortValues(t *testing.T) {
 	}{
 		{name: "Strings", a: "a", b: "b", want: -1},
 		{name: "Equal", a: "a", b: "a", want: 0},
-		{name: "MissingFirst", a: nil, b: "", want: -1},
-		{name: "NullIsMissing", a: nil, b: nil, want: 0},
-		{name: "ObjectIsMissing", a: map[string]any{"x": 1}, b: nil, want: 0},
+		{name: "MissingFirst", a: query.Absent, b: "", want: -1},
+		{name: "NullAfterMissing", a: query.Absent, b: nil, want: -1},
+		{name: "NullBeforeStrings", a: nil, b: "", want: -1},
+		{name: "NullEqualsNull", a: nil, b: []any{nil}, want: 0},
+		{name: "ObjectWithoutContentIsMissing", a: map[string]any{"x": 1}, b: query.Absent, want: 0},
+		{name: "ObjectByContent", a: map[string]any{"content": "b", "x": "a"}, b: "a", want: 1},
+		{name: "ObjectContentEqual", a: []any{map[string]any{"content": n("10")}}, b: "10", want: 0},
+		{name: "ObjectNullContent", a: map[string]any{"content": nil}, b: nil, want: 0},
+		{name: "ObjectContentDate", a: map[string]any{"content": "2012-01-02"}, b: "2012-01-03", isDate: true, want: -1},
 		{name: "NumbersAsStrings", a: n("10"), b: n("9"), want: -1},
 		{name: "NumberJSForm", a: n("10.0"), b: "10", want: 0},
 		{name: "Bool", a: true, b: "true", want: 0},
 		{name: "ListElementwise", a: []any{"a", "b"}, b: []any{"a", "c"}, want: -1},
 		{name: "ListPrefixFirst", a: []any{"a"}, b: []any{"a", "a"}, want: -1},
 		{name: "ScalarIsOneElementList", a: "a", b: []any{"a"}, want: 0},
-		{name: "EmptyListIsMissing", a: []any{}, b: nil, want: 0},
-		{name: "ListNullsSkipped", a: []any{nil, "b"}, b: []any{"b"}, want: 0},
+		{name: "EmptyListIsMissing", a: []any{}, b: query.Absent, want: 0},
+		{name: "ListNullFirst", a: []any{nil, "b"}, b: []any{"a"}, want: -1},
 		{name: "StringPrefixFirst", a: "ab", b: "abc", want: -1},
 		{name: "NULByte", a: "a\x00", b: "a", want: 1},
 		{name: "NULByteVsNext", a: "a\x00", b: "a\x01", want: -1},
@@ -178,7 +204,7 @@ func TestCompareSortValues(t *testing.T) {
 		{name: "DatesYearBeforeLaterDay", a: "2012", b: "2012-01-02", isDate: true, want: -1},
 		{name: "NonDateBeforeDate", a: "zzz", b: "1970", isDate: true, want: -1},
 		{name: "NonDatesAsStrings", a: "a", b: "b", isDate: true, want: -1},
-		{name: "DateMissingFirst", a: nil, b: "zzz", isDate: true, want: -1},
+		{name: "DateMissingFirst", a: query.Absent, b: "zzz", isDate: true, want: -1},
 		{name: "DatesBeforeEpoch", a: "1969-12-31", b: "1970", isDate: true, want: -1},
 	}
 	for _, tt := range tests {

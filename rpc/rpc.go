@@ -45,6 +45,7 @@ type Service struct {
 	limiter *policy.RateLimiter
 	mu      sync.Mutex
 	running map[string]int // queries running per peer
+	counts  typeCounts     // documents by portal type, for query costs
 }
 
 // NewService returns a Service over db and the policy.
@@ -71,7 +72,7 @@ func (s *Service) Call(ctx context.Context, a gateway.Actor, method string, para
 	case gateway.MethodAllDocs:
 		return s.allDocs(ctx, a, params)
 	case gateway.MethodSync:
-		return s.sync(ctx, params)
+		return s.sync(ctx, a, params)
 	case gateway.MethodDescribe:
 		return map[string]any{"peer": a.Peer, "role": a.Role, "types": s.Policy.Describe(a.Role)}, nil
 	case gateway.MethodStatus:
@@ -106,7 +107,7 @@ func (s *Service) get(ctx context.Context, a gateway.Actor, params json.RawMessa
 		return nil, err
 	}
 	doc, err := s.DB.GetDocument(ctx, p.ID)
-	if gateway.ErrorCode(err) == gateway.ENOTFOUND && s.Fetch != nil && !gateway.IsLocalID(p.ID) {
+	if gateway.ErrorCode(err) == gateway.ENOTFOUND && s.Fetch != nil && !gateway.IsLocalID(p.ID) && s.mayHold(a, p.ID) {
 		doc, err = s.Fetch(ctx, p.ID)
 	}
 	if err != nil {
@@ -117,6 +118,9 @@ func (s *Service) get(ctx context.Context, a gateway.Actor, params json.RawMessa
 		return nil, err
 	}
 	if err := s.Policy.AuthorizeGet(a.Peer, a.Role, doc.ID, body); err != nil {
+		if !s.Policy.CanRead(a.Peer, a.Role, doc.ID, body) {
+			return nil, policy.NotFound(p.ID)
+		}
 		return nil, err
 	}
 	return s.filtered(a.Role, doc.Body, body)
@@ -171,12 +175,23 @@ func (s *Service) write(ctx context.Context, a gateway.Actor, method string, par
 			return nil, err
 		}
 	}
+	w.Visible = func(old map[string]any) error {
+		if !s.Policy.CanRead(a.Peer, a.Role, w.ID, old) {
+			return policy.NotFound(w.ID)
+		}
+		return nil
+	}
 	w.Authorize = func(old, doc, patch map[string]any) error {
 		id := w.ID
 		return s.Policy.AuthorizeWrite(policy.WriteInput{
 			Peer: a.Peer, Role: a.Role, Method: method, ID: id, Transition: p.Transition,
 			Patch: patch, Doc: doc, Old: old,
 		})
+	}
+	if method == gateway.MethodPost {
+		w.CheckParent = func(parent, pt string, pdoc map[string]any) error {
+			return s.checkParent(a, parent, pt, pdoc)
+		}
 	}
 	res, err := s.DB.Write(ctx, w)
 	if err != nil {
@@ -238,14 +253,18 @@ func (s *Service) allDocs(ctx context.Context, a gateway.Actor, params json.RawM
 	if opts.Skip, opts.Count, err = query.ParseLimit(p.Limit); err != nil {
 		return nil, gateway.Errorf(gateway.EINVALID, "limit: %v", err)
 	}
+	asked := q
 	if q, opts, err = s.Policy.ScopeQuery(a.Peer, a.Role, q, opts); err != nil {
+		return nil, err
+	}
+	if err := s.checkCost(ctx, a, asked); err != nil {
 		return nil, err
 	}
 	release, err := s.acquire(a)
 	if err != nil {
 		return nil, err
 	}
-	res, err := s.DB.Query(ctx, q, opts)
+	res, err := s.runQuery(ctx, a, q, opts)
 	release()
 	if err != nil {
 		return nil, err
@@ -337,7 +356,7 @@ type syncParams struct {
 // maxSyncIDs bounds one sync request; a form asks for the rows it shows.
 const maxSyncIDs = 1000
 
-func (s *Service) sync(ctx context.Context, params json.RawMessage) (any, error) {
+func (s *Service) sync(ctx context.Context, a gateway.Actor, params json.RawMessage) (any, error) {
 	var p syncParams
 	if err := decodeParams(params, &p); err != nil {
 		return nil, err
@@ -350,7 +369,12 @@ func (s *Service) sync(ctx context.Context, params json.RawMessage) (any, error)
 			return nil, err
 		}
 	}
-	states, err := s.DB.SyncStates(ctx, p.IDs)
+	// A document the peer may not read is answered as one that does not exist: nothing waits.
+	ids, err := s.readableIDs(ctx, a, p.IDs)
+	if err != nil {
+		return nil, err
+	}
+	states, err := s.DB.SyncStates(ctx, ids)
 	if err != nil {
 		return nil, err
 	}

@@ -36,6 +36,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -56,6 +57,9 @@ const maxIndexedBytes = 200
 // since beyond it the choice hardly matters and counting a common value would cost more than
 // the query it plans.
 const estimateCap = 1000
+
+// fulltextCalls counts jio_fulltext calls: a test sees a cancelled query stop working.
+var fulltextCalls atomic.Int64
 
 // maxQueryLeaves caps the leaves of one query: each costs up to five SQL parameters (its
 // key, value and operator, and a doc_keys lookup's two), and SQLite allows 32766.
@@ -94,23 +98,43 @@ func init() {
 // then select. It returns the rows query.Exec would return for the same documents, with
 // TotalRows the count before the limit. Errors: ETOOLARGE for a query with more than 4096
 // leaves.
-func (db *DB) Query(ctx context.Context, q query.Query, opts query.Options) (*QueryResult, error) {
-	tx, err := db.reader.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+//
+// Queries run on a pool of their own (DB.QueryConns connections): a query waits there for a
+// connection rather than take one a get needs. Cancelling ctx interrupts the running
+// statement (SQLite's interrupt) and returns ctx's error.
+func (db *DB) Query(ctx context.Context, q query.Query, opts query.Options) (res *QueryResult, err error) {
+	// A query runs on a thread of lower priority: a costly one leaves the processors to
+	// gets and writes first.
+	runLowPriority(func() { res, err = db.query(ctx, q, opts) })
+	return res, err
+}
+
+// query is Query on the calling goroutine.
+func (db *DB) query(ctx context.Context, q query.Query, opts query.Options) (*QueryResult, error) {
+	pool := db.queries
+	if pool == nil {
+		pool = db.reader
+	}
+	tx, err := pool.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		return nil, fmt.Errorf("query: %w", err)
 	}
 	defer tx.Rollback()
 	refs, err := queryRowIDs(ctx, tx, q, opts)
-	if err != nil {
-		return nil, err
+	if err == nil {
+		res := &QueryResult{TotalRows: len(refs)}
+		refs = page(refs, opts.Skip, opts.Count)
+		if res.Rows, err = buildRows(ctx, tx, refs, opts); err == nil {
+			return res, nil
+		}
 	}
-	res := &QueryResult{TotalRows: len(refs)}
-	refs = page(refs, opts.Skip, opts.Count)
-	res.Rows, err = buildRows(ctx, tx, refs, opts)
-	if err != nil {
-		return nil, err
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("query: %w", ctx.Err())
 	}
-	return res, nil
+	return nil, err
 }
 
 // docRef is a matching document: its rowid and id.
@@ -143,9 +167,17 @@ func queryRowIDs(ctx context.Context, tx *sql.Tx, q query.Query, opts query.Opti
 	if err != nil {
 		return nil, err
 	}
+	// The matches are materialised, then sorted: the whole scan happens in the statement's
+	// first step, the one a cancelled context interrupts (the driver does not watch the
+	// context during later steps, and a scan in rowid order would run in those).
 	var sb strings.Builder
 	var args []any
-	sb.WriteString("SELECT d.rowid, d.id FROM documents d WHERE ")
+	sb.WriteString("WITH m AS MATERIALIZED (SELECT d.rowid AS r, d.id AS i")
+	for j, k := range opts.SortOn {
+		fmt.Fprintf(&sb, ", jio_sortkey(?, %s, d.body) AS k%d", boolSQL(slices.Contains(opts.DateKeys, k.Key)), j)
+		args = append(args, k.Key)
+	}
+	sb.WriteString(" FROM documents d WHERE ")
 	if src != nil {
 		if len(src.pairs) == 1 {
 			sb.WriteString("d.rowid IN (SELECT doc FROM doc_keys WHERE key = ? AND value = ?) AND ")
@@ -164,18 +196,15 @@ func queryRowIDs(ctx context.Context, tx *sql.Tx, q query.Query, opts query.Opti
 		sb.WriteString(where)
 		args = append(args, wargs...)
 	}
-	sb.WriteString(" ORDER BY ")
-	for _, k := range opts.SortOn {
-		sb.WriteString("jio_sortkey(?, ")
-		sb.WriteString(boolSQL(slices.Contains(opts.DateKeys, k.Key)))
-		sb.WriteString(", d.body)")
+	sb.WriteString(") SELECT r, i FROM m ORDER BY ")
+	for j, k := range opts.SortOn {
+		fmt.Fprintf(&sb, "k%d", j)
 		if k.Descending {
 			sb.WriteString(" DESC")
 		}
 		sb.WriteString(", ")
-		args = append(args, k.Key)
 	}
-	sb.WriteString("d.rowid")
+	sb.WriteString("r")
 	rows, err := tx.QueryContext(ctx, sb.String(), args...)
 	if err != nil {
 		return nil, fmt.Errorf("query: %w", err)
@@ -633,6 +662,7 @@ var leafPool = sync.Pool{New: func() any { return &leafMatch{doc: make(map[strin
 
 // sqlFulltext is jio_fulltext(value, body): whether some property matches the key-less leaf.
 func sqlFulltext(_ *sqlite.FunctionContext, a []driver.Value) (driver.Value, error) {
+	fulltextCalls.Add(1)
 	leaf := &query.Simple{Value: argText(a[0])}
 	body, ok := a[1].([]byte)
 	if !ok {
@@ -667,9 +697,12 @@ func sqlFulltext(_ *sqlite.FunctionContext, a []driver.Value) (driver.Value, err
 // sqlSortKey is jio_sortkey(key, is_date, body): query.SortBytes of the property, which sorts
 // as query.CompareSortValues in SQLite's BLOB order.
 func sqlSortKey(_ *sqlite.FunctionContext, a []driver.Value) (driver.Value, error) {
-	v, _, err := lookupValue(a[2], argText(a[0]))
+	v, found, err := lookupValue(a[2], argText(a[0]))
 	if err != nil {
 		return nil, err
+	}
+	if !found {
+		v = query.Absent
 	}
 	n, _ := a[1].(int64)
 	return query.SortBytes(v, n != 0), nil

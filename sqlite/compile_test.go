@@ -308,6 +308,44 @@ func TestDB_Query_Differential(t *testing.T) {
 	}
 }
 
+// TestDB_Query_SortNullAndContent is the differential test's fixed case for jIO 3.45's sort:
+// over [{"a":null},{"c":3},{"b":2}] ascending on a jIO gives c, b, then the null; an object
+// sorts by its content. SQL and query.Exec must agree, and give jIO's order.
+func TestDB_Query_SortNullAndContent(t *testing.T) {
+	db := MustOpenDB(t)
+	mustImport(t, db, `{"id":"x","doc":{"a":null}}
+{"id":"y","doc":{"c":3}}
+{"id":"z","doc":{"b":2}}
+{"id":"p","doc":{"t":{"content":"b","lang":"a"}}}
+{"id":"q","doc":{"t":"c"}}
+{"id":"r","doc":{"t":[{"content":"a"}]}}
+{"id":"s","doc":{"t":{"lang":"z"}}}
+`)
+	docs := loadDocs(t, db)
+	for _, c := range []struct {
+		key  string
+		desc bool
+		want []string
+	}{
+		{"a", false, []string{"y", "z", "p", "q", "r", "s", "x"}},
+		{"a", true, []string{"x", "y", "z", "p", "q", "r", "s"}},
+		{"t", false, []string{"x", "y", "z", "s", "r", "p", "q"}},
+	} {
+		opts := query.Options{SortOn: []query.SortKey{{Key: c.key, Descending: c.desc}}}
+		got, err := db.Query(context.Background(), nil, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := query.Exec(docs, nil, opts)
+		if msg := diffResult(t, got, want, opts); msg != "" {
+			t.Errorf("sort on %s (descending %v): SQL and query.Exec differ: %s", c.key, c.desc, msg)
+		}
+		if ids := ids(got); !reflect.DeepEqual(ids, c.want) {
+			t.Errorf("sort on %s (descending %v): %v, want %v", c.key, c.desc, ids, c.want)
+		}
+	}
+}
+
 func runDifferential(t *testing.T, seed uint64) {
 	ctx := context.Background()
 	r := rand.New(rand.NewPCG(seed, 0x6a696f))

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -54,14 +55,24 @@ type DB struct {
 	// ERP5's naming convention, gateway.ModuleOf).
 	Modules map[string]string
 
+	// QueryConns is how many connections allDocs queries (Query) may use at once, apart from
+	// the read pool that gets and the rest use, so that costly queries never hold up a get
+	// (docs/DESIGN.md §4). 0 means DefaultQueryConns.
+	QueryConns int
+
 	// writes is the group committer of Write (write.go).
 	writes writeQueue
 	// held, when set, is the error every Write answers (HoldWrites).
 	held atomic.Pointer[error]
 
-	writer *sql.DB
-	reader *sql.DB
+	writer  *sql.DB
+	reader  *sql.DB
+	queries *sql.DB // Query's pool: QueryConns read-only connections
 }
+
+// DefaultQueryConns is DB.QueryConns's default: half the processors (at least one), so that
+// queries running flat out leave the other half to gets, writes and the LAN.
+func DefaultQueryConns() int { return max(1, runtime.NumCPU()/2) }
 
 // NewDB returns a DB for the file at path; call Open before use.
 func NewDB(path string) *DB {
@@ -146,6 +157,15 @@ func (db *DB) Open(ctx context.Context) (err error) {
 	}
 	db.reader.SetMaxOpenConns(8)
 	db.reader.SetMaxIdleConns(8)
+	if db.queries, err = sql.Open("sqlite", "file:"+uriPath+"?"+rq.Encode()); err != nil {
+		return err
+	}
+	n := db.QueryConns
+	if n <= 0 {
+		n = DefaultQueryConns()
+	}
+	db.queries.SetMaxOpenConns(n)
+	db.queries.SetMaxIdleConns(n)
 	return nil
 }
 
@@ -311,9 +331,13 @@ func openError(path string, err error) error {
 	return fmt.Errorf("open database %s: %w", path, err)
 }
 
-// Close closes both pools. It is safe to call more than once.
+// Close closes the pools. It is safe to call more than once.
 func (db *DB) Close() error {
 	var errs []error
+	if db.queries != nil {
+		errs = append(errs, db.queries.Close())
+		db.queries = nil
+	}
 	if db.reader != nil {
 		errs = append(errs, db.reader.Close())
 		db.reader = nil
@@ -376,11 +400,18 @@ func IsBusy(err error) bool {
 		c := se.Code() & 0xff
 		return c == sqlite3.SQLITE_BUSY || c == sqlite3.SQLITE_LOCKED
 	}
-	return false
+	var ge *gateway.Error
+	return errors.As(err, &ge) && ge.Code == gateway.EUNAVAILABLE && ge.Reason == ReasonBusy
 }
 
+// ReasonBusy refines gateway.EUNAVAILABLE: another connection (a `docs import` without
+// --chunk, a restore) held the database's write lock for longer than the busy timeout. The
+// request changed nothing and may be sent again (docs/DESIGN.md §3, Errors).
+const ReasonBusy = "busy"
+
 // FormatError maps driver errors to gateway errors where a caller can act on them: a full
-// disk becomes ENOSPACE, a constraint ECONFLICT. Others pass through unchanged.
+// disk becomes ENOSPACE, a constraint ECONFLICT, a lock held past the busy timeout
+// EUNAVAILABLE with ReasonBusy (retryable). Others pass through unchanged.
 func FormatError(err error) error {
 	if err == nil {
 		return nil
@@ -392,6 +423,9 @@ func FormatError(err error) error {
 			return &gateway.Error{Code: gateway.ENOSPACE, Message: "the gateway's disk is full; the write was not stored"}
 		case sqlite3.SQLITE_CONSTRAINT:
 			return &gateway.Error{Code: gateway.ECONFLICT, Message: "the write conflicts with stored data"}
+		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
+			return &gateway.Error{Code: gateway.EUNAVAILABLE, Reason: ReasonBusy,
+				Message: "the gateway's database is busy (an import or a restore holds it); nothing was stored, try again"}
 		}
 	}
 	return err

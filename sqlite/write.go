@@ -64,6 +64,18 @@ type Write struct {
 	// a remove), patch the put's patch or the post's document. Its error is returned as is
 	// and the write is not stored. Operator writes leave it nil.
 	Authorize func(old, doc, patch map[string]any) error
+	// Visible, when set, is called for a put, remove or action with the stored document as
+	// soon as it is read, before anything else is checked; its error (the caller's "not
+	// found") is returned as is, so that nothing about a document the caller may not read
+	// shows in an answer (docs/DESIGN.md §3, Errors).
+	Visible func(old map[string]any) error
+	// CheckParent, when set, checks the parent_relative_url a post names, inside the write's
+	// transaction (docs/DESIGN.md §3). It is called with the parent's id (id_map followed),
+	// the new document's portal type and the parent's stored body: nil for a top-level id (a
+	// module) and for a document the replica lacks (a local id of a pending post is there).
+	// Its error is returned as is. A post without parent_relative_url goes to its type's
+	// module and is not checked.
+	CheckParent func(parent, portalType string, parentDoc map[string]any) error
 }
 
 // WriteResult is the answer to a write.
@@ -647,6 +659,11 @@ func (st *writeState) post(ctx context.Context, w Write) (WriteResult, error) {
 			return WriteResult{}, err
 		}
 	}
+	if _, given := doc["parent_relative_url"].(string); given && w.CheckParent != nil {
+		if err := st.checkParent(ctx, w, parent, pt); err != nil {
+			return WriteResult{}, err
+		}
+	}
 	body, err := encodeDoc(w.Body, doc, changed)
 	if err != nil {
 		return WriteResult{}, gateway.Errorf(gateway.EINVALID, "the document cannot be encoded: %v", err)
@@ -664,6 +681,24 @@ func (st *writeState) post(ctx context.Context, w Write) (WriteResult, error) {
 		return WriteResult{}, err
 	}
 	return WriteResult{ID: id, Seq: seq}, nil
+}
+
+// checkParent loads a post's parent (unless it is a module) and asks w.CheckParent.
+func (st *writeState) checkParent(ctx context.Context, w Write, parent, pt string) error {
+	var pdoc map[string]any
+	if strings.Contains(parent, "/") {
+		_, text, err := st.loadDoc(ctx, parent)
+		if gateway.ErrorCode(err) == gateway.ENOTFOUND {
+			return w.CheckParent(parent, pt, nil)
+		}
+		if err != nil {
+			return err
+		}
+		if pdoc, err = outbox.DecodeObject([]byte(text)); err != nil {
+			return fatal(fmt.Errorf("document %s: stored body: %w", parent, err))
+		}
+	}
+	return w.CheckParent(parent, pt, pdoc)
 }
 
 // enqueue appends e under the group's epoch and the database's site id.
@@ -716,6 +751,11 @@ func (st *writeState) put(ctx context.Context, w Write) (WriteResult, error) {
 	old, err := outbox.DecodeObject([]byte(oldText))
 	if err != nil {
 		return WriteResult{}, fatal(fmt.Errorf("document %s: stored body: %w", id, err))
+	}
+	if w.Visible != nil {
+		if err := w.Visible(old); err != nil {
+			return WriteResult{}, err
+		}
 	}
 	patch := cloneMap(w.Doc)
 	if v, ok := patch["portal_type"]; ok {
@@ -796,6 +836,11 @@ func (st *writeState) removeOrAction(ctx context.Context, w Write) (WriteResult,
 	old, err := outbox.DecodeObject([]byte(oldText))
 	if err != nil {
 		return WriteResult{}, fatal(fmt.Errorf("document %s: stored body: %w", id, err))
+	}
+	if w.Visible != nil {
+		if err := w.Visible(old); err != nil {
+			return WriteResult{}, err
+		}
 	}
 	e := &outbox.Entry{Op: w.Op, DocID: id, Peer: w.Peer, Key: w.Key}
 	if w.Op == OpRemove {

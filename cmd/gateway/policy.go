@@ -127,6 +127,7 @@ type policyCase struct {
 	Doc        map[string]any
 	Old        map[string]any
 	Patch      map[string]any
+	Parent     map[string]any
 	Query      *string
 	SortOn     []string
 	Expect     string
@@ -153,6 +154,8 @@ A case:
                doc is old with the patch applied
   id:          the document id (request.id in conditions)
   transition:  the workflow transition of an action
+  parent:      post: the stored document its parent_relative_url names (the policy's
+               containers decide whether it may hold the new one)
   query:       allDocs: a jIO query, checked and scoped as a peer's would be
   sort_on:     allDocs: fields to sort on
   expect:      allow or deny
@@ -247,7 +250,7 @@ func parsePolicyCases(name string, data []byte) ([]policyCase, error) {
 				err = v.Decode(&c.Reason)
 			case "fields":
 				err = v.Decode(&c.Fields)
-			case "doc", "old", "patch":
+			case "doc", "old", "patch", "parent":
 				var obj map[string]any
 				obj, err = yamlObject(v)
 				switch k.Value {
@@ -255,6 +258,8 @@ func parsePolicyCases(name string, data []byte) ([]policyCase, error) {
 					c.Doc = obj
 				case "old":
 					c.Old = obj
+				case "parent":
+					c.Parent = obj
 				default:
 					c.Patch = obj
 				}
@@ -400,6 +405,11 @@ func runPolicyCase(e *policy.Engine, c policyCase) string {
 	} else {
 		in := policyInput(c.Peer, c.Role, c.Method, c.ID, c.Transition, c.Doc, c.Old, c.Patch)
 		err = e.Explain(in).Err
+		if err == nil && c.Parent != nil && c.Method == gateway.MethodPost {
+			parentID, _ := c.Doc["parent_relative_url"].(string)
+			pt, _ := c.Doc["portal_type"].(string)
+			err = e.CheckContainer(in.Peer, c.Role, parentID, pt, c.Parent)
+		}
 	}
 	got := "allow"
 	if err != nil {

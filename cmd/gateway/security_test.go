@@ -370,8 +370,8 @@ const denyPolicy = `roles:
 
 // TestSecurity_DenyByDefault calls every method over the wire as peers whose roles grant
 // nothing, almost nothing, or are not in the policy at all: each is refused with 403 unless
-// the policy says otherwise (describe, sync and status are every enrolled peer's), and
-// nothing is written.
+// the policy says otherwise (describe, sync and status are every enrolled peer's), or with
+// 404 where it names a document the role may not read, and nothing is written.
 func TestSecurity_DenyByDefault(t *testing.T) {
 	pol := filepath.Join(t.TempDir(), "policy.yaml")
 	relWriteFile(t, pol, denyPolicy)
@@ -407,19 +407,25 @@ func TestSecurity_DenyByDefault(t *testing.T) {
 	always := map[string]bool{gateway.MethodDescribe: true, gateway.MethodSync: true, gateway.MethodStatus: true}
 	type want struct {
 		ok     bool
+		status int
 		reason string
 	}
+	// A document the role may not read is answered as one that does not exist (docs/DESIGN.md
+	// §3, Errors): 404 where a method names it.
+	names := map[string]bool{gateway.MethodGet: true, gateway.MethodPut: true, gateway.MethodRemove: true, gateway.MethodAction: true}
 	for _, role := range []string{"nobody", "reader", "ghost"} {
 		t.Run(role, func(t *testing.T) {
 			c, _ := mustPairClient(t, s, role+"-1", role)
 			for _, m := range lan.Methods() {
 				for _, id := range []string{person.ID, order.ID} {
-					w := want{ok: always[m], reason: ""}
+					w := want{ok: always[m], status: 403}
 					switch {
 					case role == "ghost":
-						w = want{reason: policy.ReasonUnknownRole}
+						w = want{status: 403, reason: policy.ReasonUnknownRole}
 					case role == "reader" && m == gateway.MethodGet && id == person.ID:
 						w = want{ok: true}
+					case names[m] && !(role == "reader" && id == person.ID):
+						w = want{status: 404, reason: gateway.ENOTFOUND}
 					}
 					var got map[string]any
 					err := c.Call(ctx, m, valid(m, id), &got)
@@ -433,8 +439,8 @@ func TestSecurity_DenyByDefault(t *testing.T) {
 						continue
 					}
 					var we *wire.Error
-					if !errors.As(err, &we) || we.Data == nil || we.Data.Status != 403 || (w.reason != "" && we.Data.Reason != w.reason) {
-						t.Errorf("%s %s: %v (%+v), want 403 %s", m, id, err, we, w.reason)
+					if !errors.As(err, &we) || we.Data == nil || we.Data.Status != w.status || (w.reason != "" && we.Data.Reason != w.reason) {
+						t.Errorf("%s %s: %v (%+v), want %d %s", m, id, err, we, w.status, w.reason)
 					}
 				}
 			}

@@ -780,6 +780,13 @@ export class Session extends EventTarget {
         w.gw = gw; // sent (perhaps applied) on a channel that is gone: resend after reconnecting
         return;
       }
+      if (err.reason === 'busy' && !this._closed) {
+        // The gateway's database is busy (an import holds it) and stored nothing: send the
+        // same write, same key, again soon, backing off to 8 s. A reconnect resends it anyway.
+        w.busyDelay = Math.min((w.busyDelay || 500) * 2, 8000);
+        setTimeout(() => { if (w.gw === gw && this.open && this._writes.includes(w)) this._send(w, this.gateway); }, w.busyDelay);
+        return;
+      }
       this._done(w);
       w.reject(err);
     });
