@@ -72,6 +72,9 @@ type Result struct {
 	Reason  string          `json:"reason,omitempty"`
 	// Message details Reason, when the receiver gives one.
 	Message string `json:"message,omitempty"`
+	// Hash is the entry hash ERP5 stored under the key (results query): a stored result whose
+	// hash differs from the row's own belongs to another payload (docs/DESIGN.md §6, Identity).
+	Hash string `json:"hash,omitempty"`
 	// Raw is the whole result object as received, for the outbox's answer column.
 	Raw json.RawMessage `json:"-"`
 }

@@ -337,6 +337,7 @@ func (u *Uplink) Resume() {
 	u.mu.Lock()
 	u.paused, u.pauseCause = false, ""
 	u.mu.Unlock()
+	u.Metrics.alarmState(nil, "", false)
 	u.Flush()
 }
 
@@ -426,7 +427,9 @@ func (u *Uplink) alarm(a Alarm) {
 	if !replaced {
 		u.alarms = append(u.alarms, a)
 	}
+	paused := u.paused
 	u.mu.Unlock()
+	u.Metrics.alarmState([]string{a.Kind}, "", paused)
 	u.Logger.Error("uplink alarm", "kind", a.Kind, "message", a.Message, "seqs", a.Seqs)
 	if u.OnAlarm != nil {
 		u.OnAlarm(a)
@@ -439,6 +442,7 @@ func (u *Uplink) clearAlarm(kind string) {
 	for i, a := range u.alarms {
 		if a.Kind == kind {
 			u.alarms = append(u.alarms[:i], u.alarms[i+1:]...)
+			u.Metrics.alarmState(nil, kind, u.paused)
 			return
 		}
 	}
@@ -818,6 +822,7 @@ func (u *Uplink) verify(ctx context.Context, mode string) error {
 	}
 	type key struct{ epoch, site string }
 	groups := map[key][]int64{}
+	rows := map[int64]*outbox.Entry{}
 	var local []outbox.Result
 	for epoch, seqs := range need {
 		for _, seq := range seqs {
@@ -825,6 +830,7 @@ func (u *Uplink) verify(ctx context.Context, mode string) error {
 			if err != nil {
 				return fmt.Errorf("uplink: %w", err)
 			}
+			rows[seq] = e
 			switch {
 			case e.Mode == outbox.ModeStock || (mode == ModeStock && !e.Frozen()):
 				// Stock ERP5 keeps no results: resend (an uncertain stock edit is resent; a
@@ -857,6 +863,7 @@ func (u *Uplink) verify(ctx context.Context, mode string) error {
 			if err != nil {
 				return err
 			}
+			res = checkStoredHashes(rows, res)
 			if err := u.settleResults(ctx, k.site, k.epoch, chunk, res, "results query"); err != nil {
 				return err
 			}

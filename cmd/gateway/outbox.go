@@ -21,6 +21,7 @@ import (
 	"sitesync.example/gateway/control"
 	"sitesync.example/gateway/outbox"
 	"sitesync.example/gateway/sqlite"
+	"sitesync.example/gateway/upstream"
 )
 
 func init() { register(newOutboxCommand) }
@@ -451,6 +452,7 @@ func (m *Main) linkSummary(ctx context.Context, db *sqlite.DB, now time.Time) st
 			if !l.Since.IsZero() {
 				out += " since " + obClock(l.Since, now)
 			}
+			out += alarmSummary(&saved.Status)
 		}
 	}
 	if out == "" {
@@ -458,6 +460,21 @@ func (m *Main) linkSummary(ctx context.Context, db *sqlite.DB, now time.Time) st
 	}
 	if !running {
 		out += "; serve not running"
+	}
+	return out
+}
+
+// alarmSummary is the footer's note of a paused uplink and its alarms ("" when none).
+func alarmSummary(st *upstream.Status) string {
+	var out string
+	if st.Paused {
+		out += "; UPLINK PAUSED (" + st.PauseCause + ")"
+	}
+	for _, a := range st.Alarms {
+		out += "; ALARM " + a.Kind
+		if len(a.Seqs) > 0 {
+			out += " (seq " + upstream.FormatSeqs(a.Seqs) + ")"
+		}
 	}
 	return out
 }
