@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Receiver endpoints, under the site URL (ERP5.md §2; ERP5 acquisition finds them).
@@ -55,6 +56,10 @@ func (c *Client) Capability(ctx context.Context) (*Capability, error) {
 	}
 	return &capa, nil
 }
+
+// batchWorkPerEntry is the time ERP5 is allowed per entry to apply a batch before it answers,
+// on top of the stall window.
+const batchWorkPerEntry = 30 * time.Millisecond
 
 // Result is the receiver's answer for one entry (ERP5.md §2).
 type Result struct {
@@ -142,6 +147,7 @@ func (c *Client) SendBatch(ctx context.Context, gateway, epoch string, entries [
 		accept:      "application/json",
 		body:        body,
 		expect:      len(entries) * 256,
+		work:        time.Duration(len(entries)) * batchWorkPerEntry,
 	})
 	if err != nil {
 		return nil, len(body), fmt.Errorf("erp5 batch of %d: %w", len(entries), err)

@@ -206,6 +206,7 @@ type Uplink struct {
 	failures    map[int64]int           // consecutive 5xx answers per seq
 	caps        map[int64]int           // most entries per batch for a seq that keeps failing
 	needsRecv   map[int64]bool          // entries waiting for a receiver
+	stockFails  map[int64]int           // consecutive failed tries per stock entry
 	budgetSpent bool
 	bo          *peekBackOff
 	// lastRoundErr is the key of the last round error logged.
@@ -264,6 +265,7 @@ func (u *Uplink) Open(ctx context.Context) error {
 	u.failures = map[int64]int{}
 	u.caps = map[int64]int{}
 	u.needsRecv = map[int64]bool{}
+	u.stockFails = map[int64]int{}
 	u.ratio = assumedRatio
 	if u.Protocol == ProtocolStock {
 		u.mode = ModeStock
@@ -953,17 +955,7 @@ func (u *Uplink) send(ctx context.Context, mode string, b *outbox.Batch) error {
 			return firstErr
 		}
 	}
-	for i, e := range stock {
-		if err := u.sendStock(ctx, e); err != nil {
-			if rest := stock[i+1:]; len(rest) > 0 {
-				if serr := u.settle(ctx, u.deferAll(rest, err)); serr != nil {
-					return errors.Join(err, serr)
-				}
-			}
-			return err
-		}
-	}
-	return nil
+	return u.sendStockEntries(ctx, stock)
 }
 
 // verdicts makes one result per seq.
@@ -975,12 +967,13 @@ func verdicts(seqs []int64, status, reason string, next time.Time) []outbox.Resu
 	return out
 }
 
-// deferAll defers entries that were claimed but not sent because the link failed.
-func (u *Uplink) deferAll(entries []*outbox.Entry, cause error) []outbox.Result {
-	next := u.now().Add(u.retryDelay(cause))
+// deferAll gives back entries that were claimed but never tried because the link failed:
+// their claim is undone (attempts count only requests that left the machine) and they are
+// pending again, for the next round after the backoff wait; their last error is kept.
+func (u *Uplink) deferAll(entries []*outbox.Entry, _ error) []outbox.Result {
 	out := make([]outbox.Result, len(entries))
 	for i, e := range entries {
-		out[i] = outbox.Result{Seq: e.Seq, Status: outbox.ResultDeferred, Reason: "not sent: " + shortErr(cause), NextAttemptAt: next}
+		out[i] = outbox.Result{Seq: e.Seq, Status: outbox.ResultNotSent}
 	}
 	return out
 }
@@ -1283,6 +1276,7 @@ func (u *Uplink) sendStock(ctx context.Context, e *outbox.Entry) error {
 	switch e.Op {
 	case outbox.OpPost:
 		id := createdID(e)
+		created := id == ""
 		if id == "" {
 			parent := e.ParentID
 			if parent == "" {
@@ -1290,7 +1284,7 @@ func (u *Uplink) sendStock(ctx context.Context, e *outbox.Entry) error {
 			}
 			newID, err := u.Client.Post(ctx, e.PortalType, parent)
 			if err != nil {
-				return u.stockFailed(ctx, e, err)
+				return u.stockFailed(ctx, e, err, false)
 			}
 			if err := u.Store.RecordCreated(context.WithoutCancel(ctx), e.Seq, newID); err != nil {
 				// ERP5 created it but the id is not recorded: a retry may create another
@@ -1301,14 +1295,14 @@ func (u *Uplink) sendStock(ctx context.Context, e *outbox.Entry) error {
 		}
 		if fields := stockFields(e.Fields); len(fields) > 0 {
 			if _, err := u.Client.Put(ctx, id, e.PortalType, fields); err != nil {
-				return u.stockFailed(ctx, e, err)
+				return u.stockFailed(ctx, e, err, created)
 			}
 		}
 		return u.settle(ctx, []outbox.Result{{Seq: e.Seq, Status: outbox.ResultOK, ID: id}})
 	case outbox.OpPut:
 		newID, err := u.Client.Put(ctx, e.DocID, e.PortalType, stockFields(e.Fields))
 		if err != nil {
-			return u.stockFailed(ctx, e, err)
+			return u.stockFailed(ctx, e, err, false)
 		}
 		return u.settle(ctx, []outbox.Result{{Seq: e.Seq, Status: outbox.ResultOK, ID: newID}})
 	}
@@ -1341,26 +1335,6 @@ func createdID(e *outbox.Entry) string {
 		return ""
 	}
 	return a.ID
-}
-
-// stockFailed settles a stock entry after a failed request and returns the error when the
-// round must stop (link or ERP5 trouble), nil when the failure was the entry's own.
-func (u *Uplink) stockFailed(ctx context.Context, e *outbox.Entry, err error) error {
-	seqs := []int64{e.Seq}
-	switch Classify(err) {
-	case OutcomeDead, OutcomeTooLarge:
-		return u.settle(ctx, verdicts(seqs, outbox.ResultRejected, shortErr(err), time.Time{}))
-	case OutcomeUnauthorized:
-		u.alarm(Alarm{Kind: AlarmUnauthorized, Message: "ERP5 refused the gateway's credentials (401): check upstream.auth"})
-		return u.deferChunk(ctx, []*outbox.Entry{e}, err)
-	case OutcomeDeferred:
-		return u.deferChunk(ctx, []*outbox.Entry{e}, err)
-	default:
-		if serr := u.settle(ctx, verdicts(seqs, outbox.ResultUncertain, shortErr(err), time.Time{})); serr != nil {
-			return errors.Join(err, serr)
-		}
-		return err
-	}
 }
 
 func seqsOf(entries []*outbox.Entry) []int64 {
