@@ -82,6 +82,9 @@ type Result struct {
 	Hash string `json:"hash,omitempty"`
 	// Raw is the whole result object as received, for the outbox's answer column.
 	Raw json.RawMessage `json:"-"`
+	// BadVersion is a "version" that is not a JSON string (Version is then ""): the write's
+	// outcome stands, but the version cannot be recorded.
+	BadVersion string `json:"-"`
 }
 
 // Result statuses.
@@ -93,14 +96,24 @@ const (
 	StatusUnknown   = "unknown" // results query: never applied
 )
 
-// UnmarshalJSON keeps the raw object beside the decoded fields.
+// UnmarshalJSON keeps the raw object beside the decoded fields. A version that is not a
+// string (a number, an object) does not make the whole answer unreadable: it is kept in
+// BadVersion, so that the entry is settled from its status and an alarm raised.
 func (r *Result) UnmarshalJSON(b []byte) error {
 	type plain Result
-	var p plain
+	var p struct {
+		plain
+		Version json.RawMessage `json:"version,omitempty"`
+	}
 	if err := json.Unmarshal(b, &p); err != nil {
 		return err
 	}
-	*r = Result(p)
+	*r = Result(p.plain)
+	if v := bytes.TrimSpace(p.Version); len(v) > 0 && string(v) != "null" {
+		if err := json.Unmarshal(v, &r.Version); err != nil {
+			r.Version, r.BadVersion = "", string(v)
+		}
+	}
 	r.Raw = append(json.RawMessage(nil), b...)
 	return nil
 }

@@ -178,6 +178,8 @@ type fakeERP5 struct {
 	reject     map[string]string // doc id → rejection reason
 	fail500    map[string]bool   // doc id → a batch carrying it answers 500
 	retryAfter string
+	// version, when set, is the "version" of every put's result (any JSON value).
+	version any
 }
 
 type applied struct {
@@ -559,6 +561,9 @@ func (f *fakeERP5) apply(seq int64, op, id, pt, parent string, fields, base map[
 			d[k] = v
 		}
 		f.applied = append(f.applied, applied{seq: seq, op: op, doc: id, field: fields})
+		if f.version != nil {
+			return map[string]any{"seq": seq, "status": "ok", "id": id, "state": d, "version": f.version}
+		}
 		return map[string]any{"seq": seq, "status": "ok", "id": id, "state": d}
 	case "remove", "action":
 		d, ok := f.docs[id]

@@ -104,6 +104,7 @@ const (
 	AlarmForbidden    = "forbidden"    // the receiver refused the user (403)
 	AlarmSeqReused    = "seq_reused"   // ERP5 holds another payload under a key: uplink paused
 	AlarmBudget       = "budget"       // today's byte budget is spent
+	AlarmBadVersion   = "bad_version"  // ERP5 answered a version the gateway cannot read
 )
 
 // Alarm is a condition an operator must look at.
@@ -188,27 +189,29 @@ type Uplink struct {
 	link  link
 	epoch string
 
-	mu          sync.Mutex
-	mode        string
-	capa        *Capability
-	probedAt    time.Time
-	probe404    int
-	paused      bool
-	pauseCause  string
-	alarms      []Alarm
-	counts      map[string]int
-	lastRound   time.Time
-	sent        int64
-	settled     int64
-	waiting     bool                    // in a backoff wait: Flush and link return cut it short
-	interrupt   context.CancelCauseFunc // cancels the current backoff wait
-	ratio       float64                 // compressed/plain of the last batch
-	failures    map[int64]int           // consecutive 5xx answers per seq
-	caps        map[int64]int           // most entries per batch for a seq that keeps failing
-	needsRecv   map[int64]bool          // entries waiting for a receiver
-	stockFails  map[int64]int           // consecutive failed tries per stock entry
-	budgetSpent bool
-	bo          *peekBackOff
+	mu         sync.Mutex
+	mode       string
+	capa       *Capability
+	probedAt   time.Time
+	probe404   int
+	paused     bool
+	pauseCause string
+	alarms     []Alarm
+	counts     map[string]int
+	lastRound  time.Time
+	sent       int64
+	settled    int64
+	waiting    bool                    // in a backoff wait: Flush and link return cut it short
+	interrupt  context.CancelCauseFunc // cancels the current backoff wait
+	ratio      float64                 // compressed/plain of the last batch
+	failures   map[int64]int           // consecutive 5xx answers per seq
+	caps       map[int64]int           // most entries per batch for a seq that keeps failing
+	needsRecv  map[int64]bool          // entries waiting for a receiver
+	stockFails map[int64]int           // consecutive failed tries per stock entry
+	// tooLarge are the batch limits learned from 413 answers (0: none).
+	tooLargeEntries, tooLargeBytes int
+	budgetSpent                    bool
+	bo                             *peekBackOff
 	// lastRoundErr is the key of the last round error logged.
 	lastRoundErr string
 }
@@ -892,6 +895,7 @@ func (u *Uplink) claim(ctx context.Context, mode string) (*outbox.Batch, error) 
 				target = min(target, int(capa.MaxBatchBytes))
 			}
 		}
+		budget.MaxEntries, target = u.learnedLimits(budget.MaxEntries, target)
 		// The budget counts plain bytes; the target is compressed. Allow 20% for the ratio
 		// varying from one batch to the next.
 		budget.MaxBytes = int(float64(target) / (max(ratio, 0.05) * 1.2))
@@ -1101,6 +1105,7 @@ func (u *Uplink) sendChunk(ctx context.Context, site, epoch string, ch []*outbox
 		u.forgetFailures(seqs)
 		return u.settleResults(ctx, site, epoch, seqs, res, "")
 	case OutcomeTooLarge:
+		u.learnTooLarge(len(ch), size)
 		if len(ch) > 1 {
 			return u.sendHalves(ctx, site, epoch, ch)
 		}
@@ -1242,6 +1247,7 @@ func (u *Uplink) settleResults(ctx context.Context, site, epoch string, seqs []i
 	if err := u.settle(ctx, out); err != nil {
 		return err
 	}
+	u.noteBadVersions(res)
 	if len(reused) > 0 {
 		msg := fmt.Sprintf("ERP5 holds another payload under epoch %s for seq %s: entries held, uplink paused (a bug or tampering; see `gateway outbox show`)",
 			epoch, FormatSeqs(reused))
