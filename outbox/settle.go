@@ -122,8 +122,12 @@ func Settle(ctx context.Context, tx *sql.Tx, running string, now time.Time, resu
 				[]any{reason, string(answer), ts, e.Seq}
 		case ResultSeqReused:
 			s.State = StateHeld
-			q, args = `UPDATE outbox SET state = 'held', last_error = ?, next_attempt_at = NULL, answer = ?, updated_at = ? WHERE seq = ?`,
-				[]any{"seq_reused: ERP5 holds another payload under this epoch and seq", string(answer), ts, e.Seq}
+			reason := r.Reason
+			if !strings.HasPrefix(reason, "seq_reused") {
+				reason = "seq_reused: ERP5 holds another payload under this epoch and seq"
+			}
+			q, args = `UPDATE outbox SET state = 'held', last_error = ?1, held_reason = ?1, next_attempt_at = NULL, answer = ?, updated_at = ? WHERE seq = ?`,
+				[]any{reason, string(answer), ts, e.Seq}
 		case ResultDeferred:
 			s.State = StateDeferred
 			q, args = `UPDATE outbox SET state = 'deferred', last_error = ?, next_attempt_at = ?, updated_at = ? WHERE seq = ?`,

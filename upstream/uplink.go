@@ -351,8 +351,14 @@ func (u *Uplink) Status() Status {
 	skew, known := u.Client.ClockSkew()
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	link := u.link.status()
+	if !link.NextTryAt.After(u.now()) {
+		// A try that is due or running is no "next try": a past time while the link works
+		// would read as a wait that never ends.
+		link.NextTryAt = time.Time{}
+	}
 	st := Status{
-		Link:        u.link.status(),
+		Link:        link,
 		Mode:        u.mode,
 		Protocol:    u.Protocol,
 		Paused:      u.paused,
@@ -531,6 +537,7 @@ func (u *Uplink) drain(ctx context.Context) error {
 		u.mu.Lock()
 		u.waiting = false
 		u.mu.Unlock()
+		u.link.setNextTry(time.Time{})
 		return struct{}{}, u.round(ctx)
 	},
 		backoff.WithBackOff(bo),
