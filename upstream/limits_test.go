@@ -92,3 +92,22 @@ func TestUplink_UnparseableVersionSettlesWithAlarm(t *testing.T) {
 		}
 	})
 }
+
+// The status never shows a next try in the past: once a wait is over (a round is running, the
+// link working), there is no next try to show.
+func TestUplink_StatusNextTryNeverPast(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, linksim.Thuraya)
+		e.open()
+		synctest.Wait() // the loop is idle
+		e.up.link.setNextTry(time.Now().Add(-3 * time.Second))
+		if nt := e.up.Status().Link.NextTryAt; !nt.IsZero() && !nt.After(time.Now()) {
+			t.Errorf("next try %v is in the past (now %v)", nt, time.Now())
+		}
+		future := time.Now().Add(time.Minute)
+		e.up.link.setNextTry(future)
+		if nt := e.up.Status().Link.NextTryAt; !nt.Equal(future) {
+			t.Errorf("next try %v, want %v", nt, future)
+		}
+	})
+}
