@@ -263,3 +263,17 @@ func TestSyncStatus_ColumnsAligned(t *testing.T) {
 		}
 	}
 }
+
+// A seq_reused alarm (uplink paused) shows in outbox ls's summary line.
+func TestOutboxLs_ShowsAlarms(t *testing.T) {
+	e := newEndEnv(t)
+	b, _ := json.Marshal(savedStatus{At: time.Now().UTC(), Status: upstream.Status{Mode: upstream.ModeBatch, Paused: true,
+		PauseCause: "seq_reused", Alarms: []upstream.Alarm{{Kind: upstream.AlarmSeqReused, Message: "m", Seqs: []int64{4, 5, 6}}}}})
+	if err := e.db.SetMeta(context.Background(), MetaUplinkStatus, string(b)); err != nil {
+		t.Fatal(err)
+	}
+	out, _, _ := e.run("", "outbox", "ls")
+	if !strings.Contains(out, "UPLINK PAUSED (seq_reused); ALARM seq_reused (seq 4-6)") {
+		t.Errorf("ls summary:\n%s", out)
+	}
+}
