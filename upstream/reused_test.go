@@ -151,3 +151,41 @@ func (e *simEnv) entryState(seq int64) string {
 	}
 	return en.State
 }
+
+// The hash rule on a sent entry: it went out, its answer was lost (uncertain), and the results
+// query finds ERP5 holding another payload under its key — of the same document even. The
+// entry is held as seq_reused with the alarm, never done; ERP5 applied nothing of it.
+func TestSim_ResultsHashMismatchOfSentEntry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newSimEnv(t, linksim.Thuraya, erp5sim.Options{})
+		docs := e.seed(1)
+		ctx := context.Background()
+		s := e.put(docs[0], "mine")
+		b, err := e.store.Claim(ctx, outbox.Budget{}, nil)
+		if err != nil || len(b.Entries) != 1 {
+			t.Fatalf("claim: %v %v", b, err)
+		}
+		if _, err := e.store.Settle(ctx, []outbox.Result{{Seq: s, Status: outbox.ResultUncertain, Reason: "no complete response"}}); err != nil {
+			t.Fatal(err)
+		}
+		// ERP5 holds another write of the same document under (epoch, seq).
+		res := e.sim.ApplyBatch("site-a", b.Epoch, []erp5sim.Entry{{Seq: s, Op: "put", ID: docs[0],
+			Fields: map[string]any{"title": "theirs"}, Base: map[string]any{"title": "t0"}, Hash: "0123456789abcdef"}}, "")
+		if res[0]["status"] != "ok" {
+			t.Fatalf("ERP5 side: %v", res)
+		}
+		var alarms []Alarm
+		e.up.OnAlarm = func(a Alarm) { alarms = append(alarms, a) }
+		e.open()
+		waitFor(t, time.Hour, "settled", func() bool { return e.entryState(s) != outbox.StateUncertain })
+		if st := e.entryState(s); st != outbox.StateHeld {
+			t.Errorf("entry %d is %s, want held (seq_reused)", s, st)
+		}
+		if len(alarms) == 0 || alarms[0].Kind != AlarmSeqReused {
+			t.Errorf("alarms %+v", alarms)
+		}
+		if got := e.sim.Document(docs[0]).Properties["title"]; got != "theirs" {
+			t.Errorf("ERP5 title %v", got)
+		}
+	})
+}
