@@ -237,17 +237,13 @@ func (c *Client) do(ctx context.Context, r request) (*exchange, error) {
 	ctx = httptrace.WithClientTrace(ctx, trace)
 	var body io.Reader
 	if r.body != nil {
-		body = &progressReader{r: bytes.NewReader(r.body), w: dog}
+		// Upload progress is seen on the connection (meteredConn), not here: a body reader
+		// other than *bytes.Reader changes how the transport writes it.
+		body = bytes.NewReader(r.body)
 	}
 	req, err := http.NewRequestWithContext(ctx, r.method, r.url, body)
 	if err != nil {
 		return nil, fmt.Errorf("build request: %w", err)
-	}
-	if r.body != nil {
-		req.ContentLength = int64(len(r.body))
-		req.GetBody = func() (io.ReadCloser, error) {
-			return io.NopCloser(&progressReader{r: bytes.NewReader(r.body), w: dog}), nil
-		}
 	}
 	h := req.Header
 	ua := c.UserAgent
