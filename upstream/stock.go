@@ -54,11 +54,13 @@ func stopsStockRound(err error) bool {
 	return errors.Is(err, ErrNotSent) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrStalled)
 }
 
-// stockSucceeded forgets seq's failures and resets the round's backoff: the link works.
-func (u *Uplink) stockSucceeded(seq int64) {
+// stockSucceeded resets the backoffs after a success: the round's, and every entry's count
+// of failures (the link and ERP5 work: an entry's failure was intermittent). An entry that
+// keeps failing while nothing else succeeds waits longer and longer.
+func (u *Uplink) stockSucceeded(int64) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	delete(u.stockFails, seq)
+	clear(u.stockFails)
 	if u.bo != nil {
 		u.bo.Reset()
 	}
