@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 	"time"
 
 	"sitesync.example/gateway"
@@ -25,9 +26,10 @@ func uncertainError(e *Entry, action string) error {
 }
 
 // Resolvable reports whether an operator may end e by assumption: it was sent and its outcome
-// is unknown (uncertain, or held after a send).
+// is unknown (uncertain, or held after a send), or it is held because ERP5 holds another
+// payload under its key (seq_reused: releasing it would only ask ERP5 again).
 func Resolvable(e *Entry) bool {
-	return e.State == StateUncertain || e.State == StateHeld && e.Frozen()
+	return e.State == StateUncertain || e.State == StateHeld && (e.Frozen() || strings.HasPrefix(e.HeldReason, "seq_reused"))
 }
 
 // checkResolvable returns the entry seq inside tx if it may be ended by assumption.
@@ -38,7 +40,7 @@ func checkResolvable(ctx context.Context, tx *sql.Tx, seq int64) (*Entry, error)
 	}
 	if !Resolvable(e) {
 		return nil, gateway.ReasonErrorf(gateway.ECONFLICT, "state",
-			"entry %d is %s; only an uncertain entry, or a held one that was sent, can be resolved as applied or lost", seq, e.State)
+			"entry %d is %s; only an uncertain entry, or a held one that was sent or answered seq_reused, can be resolved as applied or lost", seq, e.State)
 	}
 	return e, nil
 }

@@ -132,14 +132,25 @@ func TestSim_CopiedBackDatabaseNeverDone(t *testing.T) {
 			if v := metricValue(e.up.Metrics.Paused); v != 1 {
 				t.Errorf("gateway_upstream_paused = %v", v)
 			}
+			// The operator ends it: B's write is lost at ERP5, so it is queued again as a new
+			// entry (a new key), and delivered once the uplink resumes.
+			res, err := e.store.ResolveAssumed(ctx, b, sqlite.AssumeLost, "", "test")
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.up.Resume()
+			waitFor(t, time.Hour, "B delivered", func() bool { return e.entryState(res.NewSeq) == outbox.StateDone })
+			if got := e.sim.Document(docs[2]).Properties["title"]; got != "B" {
+				t.Errorf("B at ERP5: %v", got)
+			}
 		} else if got.State != outbox.StateDone || e.sim.Document(docs[2]).Properties["title"] != "B" {
 			t.Errorf("B under its own key: %s, ERP5 %v", got.State, e.sim.Document(docs[2]).Properties["title"])
 		}
 		if st := e.entryState(a); st != outbox.StateDone {
 			t.Errorf("A (delivered from the copy's twin) is %s", st)
 		}
-		if n := len(e.sim.Applied("site-a", "")); n != 2 {
-			t.Errorf("ERP5 applied %d entries, want 2 (A and C, once each)", n)
+		if n := len(e.sim.Applied("site-a", "")); n != 3 {
+			t.Errorf("ERP5 applied %d entries, want 3 (A, C and B, once each)", n)
 		}
 	})
 }
