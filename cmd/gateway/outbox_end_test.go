@@ -3,13 +3,18 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"log/slog"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"sitesync.example/gateway/erp5sim"
+	"sitesync.example/gateway/linksim"
 	"sitesync.example/gateway/outbox"
 	"sitesync.example/gateway/sqlite"
 	"sitesync.example/gateway/upstream"
@@ -275,5 +280,43 @@ func TestOutboxLs_ShowsAlarms(t *testing.T) {
 	out, _, _ := e.run("", "outbox", "ls")
 	if !strings.Contains(out, "UPLINK PAUSED (seq_reused); ALARM seq_reused (seq 4-6)") {
 		t.Errorf("ls summary:\n%s", out)
+	}
+}
+
+// The status page (status.json) names the entries whose receiver is gone: serve runs against
+// a stock-only ERP5 while entries first sent to the receiver are uncertain.
+func TestStatus_ReceiverGone(t *testing.T) {
+	dir, seqs := queueEveryState(t)
+	ctx := context.Background()
+	sim := erp5sim.New(erp5sim.Options{Stock: true, Logger: slog.New(slog.DiscardHandler)})
+	erp5 := startSimERP5(sim, linksim.Thuraya)
+	t.Cleanup(erp5.Close)
+	m := NewMain()
+	m.Stdout, m.Stderr = io.Discard, io.Discard
+	m.Config = DefaultConfig()
+	m.Config.DataDir = dir
+	m.Config.SiteID = "mine-north"
+	m.Config.Upstream.URL = erp5.URL
+	m.Config.LAN.Listen = "127.0.0.1:0"
+	m.Config.LAN.WebRTC.UDPPort = 0
+	m.Logger = slog.New(slog.DiscardHandler)
+	m.UpstreamDial = erp5.Link.DialContext
+	s, err := m.StartServer(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		s.Close(cctx)
+	})
+	waitUntil(t, 60*time.Second, "the uplink in stock mode", func() bool { return s.Uplink.Status().Mode == upstream.ModeStock })
+	rep := fetchStatus(t, s.URL(), "")
+	// The uncertain entry and the one a stopped process left inflight (now uncertain) were
+	// sent to the receiver.
+	want := []int64{seqs["inflight"], seqs["uncertain"]}
+	slices.Sort(want)
+	if !slices.Equal(rep.ReceiverGone, want) {
+		t.Errorf("receiver_gone = %v, want %v", rep.ReceiverGone, want)
 	}
 }
