@@ -413,7 +413,8 @@ func (s *Server) receiveLocked(gateway, epoch string, e Entry, user string) map[
 	s.records[k] = &record{hash: e.Hash, result: result}
 	for _, c := range e.Covers {
 		if c != e.Seq {
-			s.records[entryKey(gateway, epoch, c)] = &record{result: withSeq(result, c)}
+			// A folded seq holds the covering entry's payload: its hash.
+			s.records[entryKey(gateway, epoch, c)] = &record{hash: e.Hash, result: withSeq(result, c)}
 		}
 	}
 	return maps.Clone(result)
@@ -530,7 +531,11 @@ func (s *Server) handleResults(w http.ResponseWriter, r *http.Request) {
 	results := make([]map[string]any, 0, len(seqs))
 	for _, n := range seqs {
 		if rec, ok := s.records[entryKey(gateway, epoch, n)]; ok {
-			results = append(results, maps.Clone(rec.result))
+			res := maps.Clone(rec.result)
+			if rec.hash != "" {
+				res["hash"] = rec.hash
+			}
+			results = append(results, res)
 		} else {
 			results = append(results, map[string]any{"seq": n, "status": "unknown"})
 		}

@@ -247,3 +247,34 @@ func TestReceiver_Results(t *testing.T) {
 		t.Errorf("results = %v", got)
 	}
 }
+
+// The results query returns, with each stored result, the hash stored with its entry (and a
+// folded seq the covering entry's hash), so that a gateway can tell its own payload from
+// another one under the same key.
+func TestResults_CarryStoredHash(t *testing.T) {
+	s := erp5sim.New(erp5sim.Options{})
+	s.Load([]*erp5sim.Document{{ID: "person_module/1", PortalType: "Person", Properties: map[string]any{"title": "a"}}})
+	res := s.ApplyBatch("g", "e", []erp5sim.Entry{{Seq: 7, Op: "put", ID: "person_module/1", Fields: map[string]any{"title": "b"},
+		Base: map[string]any{"title": "a"}, Covers: []int64{5}, Hash: "h7"}}, "")
+	if res[0]["status"] != "ok" {
+		t.Fatalf("apply: %v", res)
+	}
+	rec := httptest.NewRecorder()
+	s.ServeHTTP(rec, httptest.NewRequest("GET", "http://x"+s.SitePath()+"/ERP5Site_getSyncGatewayResults?gateway=g&epoch=e&seqs=5-8", nil))
+	var got struct {
+		Results []map[string]any `json:"results"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
+		t.Fatalf("%d %s: %v", rec.Code, rec.Body, err)
+	}
+	want := map[float64][2]any{5: {"ok", "h7"}, 6: {"unknown", nil}, 7: {"ok", "h7"}, 8: {"unknown", nil}}
+	if len(got.Results) != 4 {
+		t.Fatalf("results = %v", got.Results)
+	}
+	for _, r := range got.Results {
+		w := want[r["seq"].(float64)]
+		if r["status"] != w[0] || r["hash"] != w[1] {
+			t.Errorf("seq %v: status %v hash %v, want %v %v", r["seq"], r["status"], r["hash"], w[0], w[1])
+		}
+	}
+}

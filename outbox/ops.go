@@ -50,7 +50,7 @@ func Hold(ctx context.Context, tx *sql.Tx, seq int64, reason string, now time.Ti
 	if reason == "" {
 		reason = "held by operator"
 	}
-	_, err = tx.ExecContext(ctx, `UPDATE outbox SET state = 'held', last_error = ?, updated_at = ? WHERE seq = ?`,
+	_, err = tx.ExecContext(ctx, `UPDATE outbox SET state = 'held', held_reason = ?, next_attempt_at = NULL, updated_at = ? WHERE seq = ?`,
 		reason, FormatTime(now), seq)
 	return e, err
 }
@@ -77,7 +77,7 @@ func Release(ctx context.Context, tx *sql.Tx, seq int64, now time.Time) (*Entry,
 	if e.Frozen() {
 		state = StateUncertain
 	}
-	_, err = tx.ExecContext(ctx, `UPDATE outbox SET state = ?, last_error = '', next_attempt_at = NULL, updated_at = ? WHERE seq = ?`,
+	_, err = tx.ExecContext(ctx, `UPDATE outbox SET state = ?, held_reason = '', next_attempt_at = NULL, updated_at = ? WHERE seq = ?`,
 		state, FormatTime(now), seq)
 	return e, err
 }
@@ -112,7 +112,7 @@ func RetryNow(ctx context.Context, tx *sql.Tx, seq int64, now time.Time) (*Entry
 		return nil, err
 	}
 	if e.State != StateDeferred {
-		return nil, stateError(e, "retried now", "deferred")
+		return nil, RefusalError(e, "retried now", "deferred")
 	}
 	_, err = tx.ExecContext(ctx, `UPDATE outbox SET state = 'pending', next_attempt_at = NULL, updated_at = ? WHERE seq = ?`,
 		FormatTime(now), seq)
@@ -184,12 +184,15 @@ func Drop(ctx context.Context, tx *sql.Tx, seq int64, reason string, now time.Ti
 	}
 	switch {
 	case e.State == StateDead:
-	case e.State == StateHeld && !e.Frozen():
+	case e.State == StateHeld && (!e.Frozen() || e.Mode == ModeStock):
+		// A held stock entry that was sent may be at ERP5, but stock ERP5 keeps no results
+		// to settle it: the operator checks (the caller warns) and may drop it.
 	case e.State == StateHeld:
 		return nil, gateway.ReasonErrorf(gateway.ECONFLICT, "state",
-			"entry %d was sent and may have been applied; release it so that ERP5's results settle it first", seq)
+			"entry %d was sent to ERP5's receiver and may have been applied: release it so that ERP5's results settle it, "+
+				"or, if the receiver is gone, end it with `gateway outbox resolve %d --assume-applied|--assume-lost`", seq, seq)
 	default:
-		return nil, stateError(e, "dropped", "dead or held")
+		return nil, RefusalError(e, "dropped", "dead or held")
 	}
 	list := []*Entry{e}
 	if e.Op == OpPost {

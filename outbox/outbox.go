@@ -128,7 +128,9 @@ type Entry struct {
 	Payload []byte
 	Hash    string
 
-	LastError    string
+	LastError string
+	// HeldReason is why a held entry is held (kept apart from LastError).
+	HeldReason   string
 	Answer       json.RawMessage
 	MergedInto   int64
 	Covers       []int64
@@ -184,7 +186,7 @@ func (e *Entry) Size() int {
 const entryColumns = `seq, epoch, site_id, order_key, op, doc_id, portal_type, parent_id, fields, base,
 	transition, comment, peer, write_key, state, attempts, coalesce(next_attempt_at, ''), mode, payload,
 	hash, last_error, answer, coalesce(merged_into, 0), covers, coalesce(superseded_by, 0), checked_epoch,
-	refs, coalesce(claimed_at, ''), created_at, updated_at`
+	refs, coalesce(claimed_at, ''), created_at, updated_at, held_reason`
 
 // scanner is *sql.Row or *sql.Rows.
 type scanner interface{ Scan(dest ...any) error }
@@ -200,7 +202,7 @@ func scanEntry(s scanner) (*Entry, error) {
 	err := s.Scan(&e.Seq, &e.Epoch, &e.SiteID, &e.OrderKey, &e.Op, &e.DocID, &e.PortalType, &e.ParentID,
 		&fields, &base, &e.Transition, &e.Comment, &e.Peer, &e.Key, &e.State, &e.Attempts, &next, &e.Mode,
 		&e.Payload, &e.Hash, &e.LastError, &answer, &e.MergedInto, &covers, &e.SupersededBy, &e.CheckedEpoch,
-		&refs, &claimed, &created, &upd)
+		&refs, &claimed, &created, &upd, &e.HeldReason)
 	if err != nil {
 		return nil, err
 	}

@@ -21,6 +21,10 @@ const (
 	ResultUnknown   = "unknown"
 	ResultDeferred  = "deferred"
 	ResultUncertain = "uncertain"
+	// ResultNotSent is the uplink's verdict on a claimed entry none of whose requests left the
+	// machine: its claim is undone (attempts - 1), and it is pending again, or deferred until
+	// NextAttemptAt when set. Its last error is kept unless Reason is set.
+	ResultNotSent = "not_sent"
 )
 
 // Result is the outcome of one entry.
@@ -118,8 +122,12 @@ func Settle(ctx context.Context, tx *sql.Tx, running string, now time.Time, resu
 				[]any{reason, string(answer), ts, e.Seq}
 		case ResultSeqReused:
 			s.State = StateHeld
-			q, args = `UPDATE outbox SET state = 'held', last_error = ?, next_attempt_at = NULL, answer = ?, updated_at = ? WHERE seq = ?`,
-				[]any{"seq_reused: ERP5 holds another payload under this epoch and seq", string(answer), ts, e.Seq}
+			reason := r.Reason
+			if !strings.HasPrefix(reason, "seq_reused") {
+				reason = "seq_reused: ERP5 holds another payload under this epoch and seq"
+			}
+			q, args = `UPDATE outbox SET state = 'held', last_error = ?1, held_reason = ?1, next_attempt_at = NULL, answer = ?, updated_at = ? WHERE seq = ?`,
+				[]any{reason, string(answer), ts, e.Seq}
 		case ResultDeferred:
 			s.State = StateDeferred
 			q, args = `UPDATE outbox SET state = 'deferred', last_error = ?, next_attempt_at = ?, updated_at = ? WHERE seq = ?`,
@@ -128,6 +136,15 @@ func Settle(ctx context.Context, tx *sql.Tx, running string, now time.Time, resu
 			s.State = StateUncertain
 			q, args = `UPDATE outbox SET state = 'uncertain', last_error = ?, next_attempt_at = NULL, updated_at = ? WHERE seq = ?`,
 				[]any{r.Reason, ts, e.Seq}
+		case ResultNotSent:
+			s.State = StatePending
+			var next any
+			if !r.NextAttemptAt.IsZero() {
+				s.State, next = StateDeferred, FormatTime(r.NextAttemptAt)
+			}
+			q, args = `UPDATE outbox SET state = ?, attempts = max(attempts - 1, 0), next_attempt_at = ?,
+				last_error = CASE WHEN ?3 = '' THEN last_error ELSE ?3 END, updated_at = ? WHERE seq = ?`,
+				[]any{s.State, next, r.Reason, ts, e.Seq}
 		case ResultUnknown:
 			s.State = e.State
 			if e.Frozen() && (e.State == StateInflight || e.State == StateUncertain) {

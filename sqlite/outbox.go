@@ -279,8 +279,7 @@ func (db *DB) Retry(ctx context.Context, seq int64, actor string) ([]Retried, er
 				}
 				out = append(out, Retried{Entry: e, NewSeq: n})
 			default:
-				return gateway.ReasonErrorf(gateway.ECONFLICT, "state",
-					"entry %d is %s; only deferred, dead or conflict entries can be retried", e.Seq, e.State)
+				return outbox.RefusalError(e, "retried", "deferred, dead or conflict")
 			}
 		}
 		var b strings.Builder
@@ -339,8 +338,8 @@ func (db *DB) Drop(ctx context.Context, seq int64, actor string) ([]*outbox.Entr
 			return err
 		}
 		for _, e := range list {
-			if seq == All && e.State == outbox.StateHeld && e.Frozen() {
-				continue // sent: settled from ERP5's results first
+			if seq == All && e.State == outbox.StateHeld && e.Frozen() && e.Mode != outbox.ModeStock {
+				continue // sent to the receiver: settled from ERP5's results first
 			}
 			cur, err := outbox.Get(ctx, tx, e.Seq)
 			if err != nil {

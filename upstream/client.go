@@ -87,6 +87,10 @@ type Client struct {
 	// OnExchange, if set, is called after every exchange with ERP5 (metrics, link state):
 	// the request's method and path, the status (0 without a response) and the error.
 	OnExchange func(method, path string, status int, err error)
+	// StallWindow is how long a request may go without a byte moving before it is abandoned
+	// as stalled (ErrStalled, the link down); 0 derives it from the measured round-trip time
+	// (stallWindow).
+	StallWindow time.Duration
 
 	initOnce sync.Once
 	base     *url.URL
@@ -100,6 +104,7 @@ type Client struct {
 	skewNanos atomic.Int64
 	skewKnown atomic.Bool
 	requests  atomic.Int64
+	rttNanos  atomic.Int64
 }
 
 func (c *Client) init() error {
@@ -177,6 +182,9 @@ type request struct {
 	body        []byte
 	// expect is the expected response size, for the deadline.
 	expect int
+	// work is ERP5's expected work before it answers (applying a batch), allowed on top of
+	// the stall window between the last byte sent and the first byte of the answer.
+	work time.Duration
 }
 
 // do sends r and reads the whole response. A status outside 2xx is an *HTTPError (with
@@ -188,17 +196,49 @@ func (c *Client) do(ctx context.Context, r request) (*exchange, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout(len(r.body)+r.expect))
 	defer cancel()
+	ctx, dog := newWatchdog(ctx, c.stallWindow())
+	defer dog.stop()
+	var conn atomic.Pointer[meteredConn]
+	defer func() {
+		if mc := conn.Load(); mc != nil {
+			mc.watch.CompareAndSwap(dog, nil)
+		}
+	}()
+	// After the last byte is handed to the connection, the answer may wait for the bytes
+	// still queued in the socket and for ERP5's work.
+	answerWait := r.work + time.Duration(min(len(r.body), 256<<10))*time.Second/DefaultLinkRate
 	var wrote atomic.Bool
+	var wroteAt atomic.Int64
 	trace := &httptrace.ClientTrace{
+		GotConn: func(info httptrace.GotConnInfo) {
+			dog.progress()
+			if mc := progressConn(info.Conn); mc != nil {
+				mc.watch.Store(dog)
+				conn.Store(mc)
+			}
+		},
+		ConnectDone:      func(string, string, error) { dog.progress() },
+		TLSHandshakeDone: func(tls.ConnectionState, error) { dog.progress() },
+		WroteHeaders:     func() { dog.phase(answerWait) },
+		GotFirstResponseByte: func() {
+			dog.phase(0)
+			if at := wroteAt.Load(); at != 0 && len(r.body) < 4096 && r.work == 0 {
+				c.noteRTT(c.now().Sub(time.Unix(0, at)))
+			}
+		},
 		WroteRequest: func(info httptrace.WroteRequestInfo) {
 			if info.Err == nil {
 				wrote.Store(true)
+				wroteAt.Store(c.now().UnixNano())
+				dog.phase(answerWait)
 			}
 		},
 	}
 	ctx = httptrace.WithClientTrace(ctx, trace)
 	var body io.Reader
 	if r.body != nil {
+		// Upload progress is seen on the connection (meteredConn), not here: a body reader
+		// other than *bytes.Reader changes how the transport writes it.
 		body = bytes.NewReader(r.body)
 	}
 	req, err := http.NewRequestWithContext(ctx, r.method, r.url, body)
@@ -231,6 +271,11 @@ func (c *Client) do(ctx context.Context, r request) (*exchange, error) {
 	resp, err := c.HTTPClient.Do(req)
 	path := req.URL.Path
 	if err != nil {
+		if dog.stalled() {
+			err = c.stalledError(r.method, path, wrote.Load() && !isConnectError(err))
+			c.report(r.method, path, 0, err)
+			return nil, err
+		}
 		// WroteRequest fires once the request is in the connection's buffer, before it is
 		// flushed; a dial or TLS failure of a retry on a fresh connection comes after it.
 		if !wrote.Load() || isConnectError(err) {
@@ -243,7 +288,12 @@ func (c *Client) do(ctx context.Context, r request) (*exchange, error) {
 	}
 	defer resp.Body.Close()
 	c.noteDate(resp.Header.Get("Date"), sent)
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseSize))
+	raw, err := io.ReadAll(io.LimitReader(&progressReader{r: resp.Body, w: dog}, maxResponseSize))
+	if err != nil && dog.stalled() {
+		err = c.stalledError(r.method, path, true)
+		c.report(r.method, path, 0, err)
+		return nil, err
+	}
 	if err != nil {
 		err = fmt.Errorf("%s %s: read response: %w", r.method, path, errors.Join(ErrNoResponse, err))
 		c.report(r.method, path, resp.StatusCode, err)
@@ -265,6 +315,18 @@ func (c *Client) do(ctx context.Context, r request) (*exchange, error) {
 	}
 	c.report(r.method, path, resp.StatusCode, nil)
 	return &exchange{resp: resp, body: decoded}, nil
+}
+
+// stalledError is the error of a request the watchdog abandoned: sent (possibly applied) or
+// not, and the link is down. It does not wrap the context's cancellation, which would read
+// as the caller's own.
+func (c *Client) stalledError(method, path string, sent bool) error {
+	what := ErrNotSent
+	if sent {
+		what = ErrNoResponse
+	}
+	return fmt.Errorf("%s %s: %w", method, path, errors.Join(what, ErrOffline,
+		fmt.Errorf("%w: no byte moved for %s", ErrStalled, c.stallWindow().Round(time.Second))))
 }
 
 // isConnectError reports whether err is a failure to open a connection (dial, proxy, TLS

@@ -24,6 +24,9 @@ var (
 	ErrBadResponse = errors.New("unparseable response")
 	// ErrNoLocation is a 201 without X-Location: something was created, but which is unknown.
 	ErrNoLocation = errors.New("201 without X-Location")
+	// ErrStalled marks a request abandoned because no byte moved for the stall window (the
+	// link went silent): the link is down, though the request's deadline was far.
+	ErrStalled = errors.New("transfer stalled")
 	// ErrNoReceiver means the capability URL answered 404 twice in a row: stock ERP5.
 	ErrNoReceiver = errors.New("no batch receiver")
 	// ErrNotEditable is a stock put naming a field the document's form does not let the user

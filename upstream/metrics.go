@@ -19,6 +19,8 @@ type Metrics struct {
 	Budget    prometheus.Gauge       // bytes left of the daily budget (-1 for none)
 	Queue     *prometheus.GaugeVec   // outbox entries by state, at the last round
 	RoundTime prometheus.Histogram   // seconds per uplink round that sent something
+	Alarms    *prometheus.GaugeVec   // 1 while an alarm of the kind is raised
+	Paused    prometheus.Gauge       // 1 while the uplink is paused (seq_reused)
 }
 
 // NewMetrics creates the collectors and registers them with reg (nil registers nothing).
@@ -56,6 +58,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "gateway_upstream_round_seconds", Help: "Duration of uplink rounds that sent something.",
 			Buckets: prometheus.ExponentialBuckets(0.5, 2, 10),
 		}),
+		Alarms: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "gateway_upstream_alarm", Help: "1 while an uplink alarm of the kind is raised (seq_reused, unauthorized, forbidden, budget, ...).",
+		}, []string{"kind"}),
+		Paused: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "gateway_upstream_paused", Help: "1 while the uplink is paused by an alarm (resume with gateway sync resume).",
+		}),
 	}
 	if reg != nil {
 		for _, c := range m.collectors() {
@@ -67,7 +75,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 
 func (m *Metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.Requests, m.Bytes, m.Entries, m.Batches, m.BatchSize, m.LinkState,
-		m.ClockSkew, m.Budget, m.Queue, m.RoundTime}
+		m.ClockSkew, m.Budget, m.Queue, m.RoundTime, m.Alarms, m.Paused}
 }
 
 func (m *Metrics) request(method string, status int) {
@@ -89,4 +97,22 @@ func (m *Metrics) batch(mode string, size int) {
 			m.BatchSize.Observe(float64(size))
 		}
 	}
+}
+
+// alarmState records the raised alarms and the pause.
+func (m *Metrics) alarmState(kinds []string, cleared string, paused bool) {
+	if m == nil {
+		return
+	}
+	if cleared != "" {
+		m.Alarms.WithLabelValues(cleared).Set(0)
+	}
+	for _, k := range kinds {
+		m.Alarms.WithLabelValues(k).Set(1)
+	}
+	v := 0.0
+	if paused {
+		v = 1
+	}
+	m.Paused.Set(v)
 }

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Receiver endpoints, under the site URL (ERP5.md §2; ERP5 acquisition finds them).
@@ -56,6 +57,10 @@ func (c *Client) Capability(ctx context.Context) (*Capability, error) {
 	return &capa, nil
 }
 
+// batchWorkPerEntry is the time ERP5 is allowed per entry to apply a batch before it answers,
+// on top of the stall window.
+const batchWorkPerEntry = 30 * time.Millisecond
+
 // Result is the receiver's answer for one entry (ERP5.md §2).
 type Result struct {
 	Seq    int64  `json:"seq"`
@@ -72,8 +77,14 @@ type Result struct {
 	Reason  string          `json:"reason,omitempty"`
 	// Message details Reason, when the receiver gives one.
 	Message string `json:"message,omitempty"`
+	// Hash is the entry hash ERP5 stored under the key (results query): a stored result whose
+	// hash differs from the row's own belongs to another payload (docs/DESIGN.md §6, Identity).
+	Hash string `json:"hash,omitempty"`
 	// Raw is the whole result object as received, for the outbox's answer column.
 	Raw json.RawMessage `json:"-"`
+	// BadVersion is a "version" that is not a JSON string (Version is then ""): the write's
+	// outcome stands, but the version cannot be recorded.
+	BadVersion string `json:"-"`
 }
 
 // Result statuses.
@@ -85,14 +96,24 @@ const (
 	StatusUnknown   = "unknown" // results query: never applied
 )
 
-// UnmarshalJSON keeps the raw object beside the decoded fields.
+// UnmarshalJSON keeps the raw object beside the decoded fields. A version that is not a
+// string (a number, an object) does not make the whole answer unreadable: it is kept in
+// BadVersion, so that the entry is settled from its status and an alarm raised.
 func (r *Result) UnmarshalJSON(b []byte) error {
 	type plain Result
-	var p plain
+	var p struct {
+		plain
+		Version json.RawMessage `json:"version,omitempty"`
+	}
 	if err := json.Unmarshal(b, &p); err != nil {
 		return err
 	}
-	*r = Result(p)
+	*r = Result(p.plain)
+	if v := bytes.TrimSpace(p.Version); len(v) > 0 && string(v) != "null" {
+		if err := json.Unmarshal(v, &r.Version); err != nil {
+			r.Version, r.BadVersion = "", string(v)
+		}
+	}
 	r.Raw = append(json.RawMessage(nil), b...)
 	return nil
 }
@@ -139,6 +160,7 @@ func (c *Client) SendBatch(ctx context.Context, gateway, epoch string, entries [
 		accept:      "application/json",
 		body:        body,
 		expect:      len(entries) * 256,
+		work:        time.Duration(len(entries)) * batchWorkPerEntry,
 	})
 	if err != nil {
 		return nil, len(body), fmt.Errorf("erp5 batch of %d: %w", len(entries), err)

@@ -178,6 +178,8 @@ type fakeERP5 struct {
 	reject     map[string]string // doc id → rejection reason
 	fail500    map[string]bool   // doc id → a batch carrying it answers 500
 	retryAfter string
+	// version, when set, is the "version" of every put's result (any JSON value).
+	version any
 }
 
 type applied struct {
@@ -356,7 +358,13 @@ func (f *fakeERP5) handle(r *http.Request, path string, receiver bool) (int, map
 		defer f.mu.Unlock()
 		var out []json.RawMessage
 		for _, s := range seqs {
-			if res, ok := f.results[q.Get("epoch")+"/"+strconv.FormatInt(s, 10)]; ok {
+			k := q.Get("epoch") + "/" + strconv.FormatInt(s, 10)
+			if res, ok := f.results[k]; ok {
+				if h := f.hashes[k]; h != "" {
+					// The stored result carries its entry's hash (ERP5.md §2).
+					hb, _ := json.Marshal(h)
+					res = append(append(append(json.RawMessage{}, res[:len(res)-1]...), `,"hash":`...), append(hb, '}')...)
+				}
 				out = append(out, res)
 			} else {
 				out = append(out, json.RawMessage(fmt.Sprintf(`{"seq":%d,"status":"unknown"}`, s)))
@@ -499,6 +507,7 @@ func (f *fakeERP5) batch(r *http.Request) (int, map[string]string, []byte) {
 		f.results[k], f.hashes[k] = b, e.Hash
 		for _, c := range e.Covers {
 			f.results[req.Epoch+"/"+strconv.FormatInt(c, 10)] = b
+			f.hashes[req.Epoch+"/"+strconv.FormatInt(c, 10)] = e.Hash
 		}
 		if e.Key != "" {
 			f.keys[wk] = b
@@ -552,6 +561,9 @@ func (f *fakeERP5) apply(seq int64, op, id, pt, parent string, fields, base map[
 			d[k] = v
 		}
 		f.applied = append(f.applied, applied{seq: seq, op: op, doc: id, field: fields})
+		if f.version != nil {
+			return map[string]any{"seq": seq, "status": "ok", "id": id, "state": d, "version": f.version}
+		}
 		return map[string]any{"seq": seq, "status": "ok", "id": id, "state": d}
 	case "remove", "action":
 		d, ok := f.docs[id]

@@ -57,7 +57,9 @@ func NewTransport(c TransportConfig) *http.Transport {
 		d := &net.Dialer{Timeout: DefaultDialTimeout, KeepAlive: 2 * time.Minute}
 		dial = d.DialContext
 	}
-	if c.Meter != nil {
+	{
+		// Every connection is metered (when there is a meter) and reports its progress to
+		// the request using it (stall detection).
 		inner := dial
 		m := c.Meter
 		dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -65,7 +67,9 @@ func NewTransport(c TransportConfig) *http.Transport {
 			if err != nil {
 				return nil, err
 			}
-			m.conns.Add(1)
+			if m != nil {
+				m.conns.Add(1)
+			}
 			return &meteredConn{Conn: conn, m: m}, nil
 		}
 	}
@@ -189,22 +193,62 @@ func (m *Meter) today() string {
 	return now().UTC().Format(time.DateOnly)
 }
 
-// meteredConn counts the bytes read and written on a connection.
+// meteredConn counts the bytes read and written on a connection, and reports each chunk
+// that moves to the watchdog of the request using the connection.
 type meteredConn struct {
 	net.Conn
-	m *Meter
+	m     *Meter
+	watch atomic.Pointer[watchdog]
 }
+
+// progressChunk is the most bytes one Write hands to the connection at once, so that a slow
+// but moving upload reports progress every few seconds even at a few kbit/s.
+const progressChunk = 4 << 10
 
 // Read reads from the connection and counts the bytes received.
 func (c *meteredConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	c.m.Add(0, int64(n))
+	if n > 0 {
+		if w := c.watch.Load(); w != nil {
+			w.progress()
+		}
+	}
 	return n, err
 }
 
-// Write writes to the connection and counts the bytes sent.
+// Write writes to the connection in chunks and counts the bytes sent.
 func (c *meteredConn) Write(p []byte) (int, error) {
-	n, err := c.Conn.Write(p)
-	c.m.Add(int64(n), 0)
-	return n, err
+	written := 0
+	for len(p) > 0 {
+		chunk := p[:min(len(p), progressChunk)]
+		n, err := c.Conn.Write(chunk)
+		written += n
+		c.m.Add(int64(n), 0)
+		if n > 0 {
+			if w := c.watch.Load(); w != nil {
+				w.progress()
+			}
+		}
+		if err != nil {
+			return written, err
+		}
+		p = p[n:]
+	}
+	return written, nil
+}
+
+// progressConn returns the meteredConn under conn (a TLS connection's too), or nil.
+func progressConn(conn net.Conn) *meteredConn {
+	for conn != nil {
+		switch c := conn.(type) {
+		case *meteredConn:
+			return c
+		case interface{ NetConn() net.Conn }:
+			conn = c.NetConn()
+		default:
+			return nil
+		}
+	}
+	return nil
 }

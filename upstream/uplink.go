@@ -104,6 +104,7 @@ const (
 	AlarmForbidden    = "forbidden"    // the receiver refused the user (403)
 	AlarmSeqReused    = "seq_reused"   // ERP5 holds another payload under a key: uplink paused
 	AlarmBudget       = "budget"       // today's byte budget is spent
+	AlarmBadVersion   = "bad_version"  // ERP5 answered a version the gateway cannot read
 )
 
 // Alarm is a condition an operator must look at.
@@ -188,26 +189,29 @@ type Uplink struct {
 	link  link
 	epoch string
 
-	mu          sync.Mutex
-	mode        string
-	capa        *Capability
-	probedAt    time.Time
-	probe404    int
-	paused      bool
-	pauseCause  string
-	alarms      []Alarm
-	counts      map[string]int
-	lastRound   time.Time
-	sent        int64
-	settled     int64
-	waiting     bool                    // in a backoff wait: Flush and link return cut it short
-	interrupt   context.CancelCauseFunc // cancels the current backoff wait
-	ratio       float64                 // compressed/plain of the last batch
-	failures    map[int64]int           // consecutive 5xx answers per seq
-	caps        map[int64]int           // most entries per batch for a seq that keeps failing
-	needsRecv   map[int64]bool          // entries waiting for a receiver
-	budgetSpent bool
-	bo          *peekBackOff
+	mu         sync.Mutex
+	mode       string
+	capa       *Capability
+	probedAt   time.Time
+	probe404   int
+	paused     bool
+	pauseCause string
+	alarms     []Alarm
+	counts     map[string]int
+	lastRound  time.Time
+	sent       int64
+	settled    int64
+	waiting    bool                    // in a backoff wait: Flush and link return cut it short
+	interrupt  context.CancelCauseFunc // cancels the current backoff wait
+	ratio      float64                 // compressed/plain of the last batch
+	failures   map[int64]int           // consecutive 5xx answers per seq
+	caps       map[int64]int           // most entries per batch for a seq that keeps failing
+	needsRecv  map[int64]bool          // entries waiting for a receiver
+	stockFails map[int64]int           // consecutive failed tries per stock entry
+	// tooLarge are the batch limits learned from 413 answers (0: none).
+	tooLargeEntries, tooLargeBytes int
+	budgetSpent                    bool
+	bo                             *peekBackOff
 	// lastRoundErr is the key of the last round error logged.
 	lastRoundErr string
 }
@@ -264,6 +268,7 @@ func (u *Uplink) Open(ctx context.Context) error {
 	u.failures = map[int64]int{}
 	u.caps = map[int64]int{}
 	u.needsRecv = map[int64]bool{}
+	u.stockFails = map[int64]int{}
 	u.ratio = assumedRatio
 	if u.Protocol == ProtocolStock {
 		u.mode = ModeStock
@@ -337,6 +342,7 @@ func (u *Uplink) Resume() {
 	u.mu.Lock()
 	u.paused, u.pauseCause = false, ""
 	u.mu.Unlock()
+	u.Metrics.alarmState(nil, "", false)
 	u.Flush()
 }
 
@@ -345,8 +351,14 @@ func (u *Uplink) Status() Status {
 	skew, known := u.Client.ClockSkew()
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	link := u.link.status()
+	if !link.NextTryAt.After(u.now()) {
+		// A try that is due or running is no "next try": a past time while the link works
+		// would read as a wait that never ends.
+		link.NextTryAt = time.Time{}
+	}
 	st := Status{
-		Link:        u.link.status(),
+		Link:        link,
 		Mode:        u.mode,
 		Protocol:    u.Protocol,
 		Paused:      u.paused,
@@ -426,7 +438,9 @@ func (u *Uplink) alarm(a Alarm) {
 	if !replaced {
 		u.alarms = append(u.alarms, a)
 	}
+	paused := u.paused
 	u.mu.Unlock()
+	u.Metrics.alarmState([]string{a.Kind}, "", paused)
 	u.Logger.Error("uplink alarm", "kind", a.Kind, "message", a.Message, "seqs", a.Seqs)
 	if u.OnAlarm != nil {
 		u.OnAlarm(a)
@@ -439,6 +453,7 @@ func (u *Uplink) clearAlarm(kind string) {
 	for i, a := range u.alarms {
 		if a.Kind == kind {
 			u.alarms = append(u.alarms[:i], u.alarms[i+1:]...)
+			u.Metrics.alarmState(nil, kind, u.paused)
 			return
 		}
 	}
@@ -522,6 +537,7 @@ func (u *Uplink) drain(ctx context.Context) error {
 		u.mu.Lock()
 		u.waiting = false
 		u.mu.Unlock()
+		u.link.setNextTry(time.Time{})
 		return struct{}{}, u.round(ctx)
 	},
 		backoff.WithBackOff(bo),
@@ -818,6 +834,7 @@ func (u *Uplink) verify(ctx context.Context, mode string) error {
 	}
 	type key struct{ epoch, site string }
 	groups := map[key][]int64{}
+	rows := map[int64]*outbox.Entry{}
 	var local []outbox.Result
 	for epoch, seqs := range need {
 		for _, seq := range seqs {
@@ -825,6 +842,7 @@ func (u *Uplink) verify(ctx context.Context, mode string) error {
 			if err != nil {
 				return fmt.Errorf("uplink: %w", err)
 			}
+			rows[seq] = e
 			switch {
 			case e.Mode == outbox.ModeStock || (mode == ModeStock && !e.Frozen()):
 				// Stock ERP5 keeps no results: resend (an uncertain stock edit is resent; a
@@ -857,6 +875,7 @@ func (u *Uplink) verify(ctx context.Context, mode string) error {
 			if err != nil {
 				return err
 			}
+			res = checkStoredHashes(rows, res)
 			if err := u.settleResults(ctx, k.site, k.epoch, chunk, res, "results query"); err != nil {
 				return err
 			}
@@ -883,6 +902,7 @@ func (u *Uplink) claim(ctx context.Context, mode string) (*outbox.Batch, error) 
 				target = min(target, int(capa.MaxBatchBytes))
 			}
 		}
+		budget.MaxEntries, target = u.learnedLimits(budget.MaxEntries, target)
 		// The budget counts plain bytes; the target is compressed. Allow 20% for the ratio
 		// varying from one batch to the next.
 		budget.MaxBytes = int(float64(target) / (max(ratio, 0.05) * 1.2))
@@ -946,17 +966,7 @@ func (u *Uplink) send(ctx context.Context, mode string, b *outbox.Batch) error {
 			return firstErr
 		}
 	}
-	for i, e := range stock {
-		if err := u.sendStock(ctx, e); err != nil {
-			if rest := stock[i+1:]; len(rest) > 0 {
-				if serr := u.settle(ctx, u.deferAll(rest, err)); serr != nil {
-					return errors.Join(err, serr)
-				}
-			}
-			return err
-		}
-	}
-	return nil
+	return u.sendStockEntries(ctx, stock)
 }
 
 // verdicts makes one result per seq.
@@ -968,12 +978,13 @@ func verdicts(seqs []int64, status, reason string, next time.Time) []outbox.Resu
 	return out
 }
 
-// deferAll defers entries that were claimed but not sent because the link failed.
-func (u *Uplink) deferAll(entries []*outbox.Entry, cause error) []outbox.Result {
-	next := u.now().Add(u.retryDelay(cause))
+// deferAll gives back entries that were claimed but never tried because the link failed:
+// their claim is undone (attempts count only requests that left the machine) and they are
+// pending again, for the next round after the backoff wait; their last error is kept.
+func (u *Uplink) deferAll(entries []*outbox.Entry, _ error) []outbox.Result {
 	out := make([]outbox.Result, len(entries))
 	for i, e := range entries {
-		out[i] = outbox.Result{Seq: e.Seq, Status: outbox.ResultDeferred, Reason: "not sent: " + shortErr(cause), NextAttemptAt: next}
+		out[i] = outbox.Result{Seq: e.Seq, Status: outbox.ResultNotSent}
 	}
 	return out
 }
@@ -1101,6 +1112,7 @@ func (u *Uplink) sendChunk(ctx context.Context, site, epoch string, ch []*outbox
 		u.forgetFailures(seqs)
 		return u.settleResults(ctx, site, epoch, seqs, res, "")
 	case OutcomeTooLarge:
+		u.learnTooLarge(len(ch), size)
 		if len(ch) > 1 {
 			return u.sendHalves(ctx, site, epoch, ch)
 		}
@@ -1242,6 +1254,7 @@ func (u *Uplink) settleResults(ctx context.Context, site, epoch string, seqs []i
 	if err := u.settle(ctx, out); err != nil {
 		return err
 	}
+	u.noteBadVersions(res)
 	if len(reused) > 0 {
 		msg := fmt.Sprintf("ERP5 holds another payload under epoch %s for seq %s: entries held, uplink paused (a bug or tampering; see `gateway outbox show`)",
 			epoch, FormatSeqs(reused))
@@ -1276,6 +1289,7 @@ func (u *Uplink) sendStock(ctx context.Context, e *outbox.Entry) error {
 	switch e.Op {
 	case outbox.OpPost:
 		id := createdID(e)
+		created := id == ""
 		if id == "" {
 			parent := e.ParentID
 			if parent == "" {
@@ -1283,7 +1297,7 @@ func (u *Uplink) sendStock(ctx context.Context, e *outbox.Entry) error {
 			}
 			newID, err := u.Client.Post(ctx, e.PortalType, parent)
 			if err != nil {
-				return u.stockFailed(ctx, e, err)
+				return u.stockFailed(ctx, e, err, false)
 			}
 			if err := u.Store.RecordCreated(context.WithoutCancel(ctx), e.Seq, newID); err != nil {
 				// ERP5 created it but the id is not recorded: a retry may create another
@@ -1294,14 +1308,14 @@ func (u *Uplink) sendStock(ctx context.Context, e *outbox.Entry) error {
 		}
 		if fields := stockFields(e.Fields); len(fields) > 0 {
 			if _, err := u.Client.Put(ctx, id, e.PortalType, fields); err != nil {
-				return u.stockFailed(ctx, e, err)
+				return u.stockFailed(ctx, e, err, created)
 			}
 		}
 		return u.settle(ctx, []outbox.Result{{Seq: e.Seq, Status: outbox.ResultOK, ID: id}})
 	case outbox.OpPut:
 		newID, err := u.Client.Put(ctx, e.DocID, e.PortalType, stockFields(e.Fields))
 		if err != nil {
-			return u.stockFailed(ctx, e, err)
+			return u.stockFailed(ctx, e, err, false)
 		}
 		return u.settle(ctx, []outbox.Result{{Seq: e.Seq, Status: outbox.ResultOK, ID: newID}})
 	}
@@ -1334,26 +1348,6 @@ func createdID(e *outbox.Entry) string {
 		return ""
 	}
 	return a.ID
-}
-
-// stockFailed settles a stock entry after a failed request and returns the error when the
-// round must stop (link or ERP5 trouble), nil when the failure was the entry's own.
-func (u *Uplink) stockFailed(ctx context.Context, e *outbox.Entry, err error) error {
-	seqs := []int64{e.Seq}
-	switch Classify(err) {
-	case OutcomeDead, OutcomeTooLarge:
-		return u.settle(ctx, verdicts(seqs, outbox.ResultRejected, shortErr(err), time.Time{}))
-	case OutcomeUnauthorized:
-		u.alarm(Alarm{Kind: AlarmUnauthorized, Message: "ERP5 refused the gateway's credentials (401): check upstream.auth"})
-		return u.deferChunk(ctx, []*outbox.Entry{e}, err)
-	case OutcomeDeferred:
-		return u.deferChunk(ctx, []*outbox.Entry{e}, err)
-	default:
-		if serr := u.settle(ctx, verdicts(seqs, outbox.ResultUncertain, shortErr(err), time.Time{})); serr != nil {
-			return errors.Join(err, serr)
-		}
-		return err
-	}
 }
 
 func seqsOf(entries []*outbox.Entry) []int64 {

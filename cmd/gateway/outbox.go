@@ -23,6 +23,7 @@ import (
 	"sitesync.example/gateway/control"
 	"sitesync.example/gateway/outbox"
 	"sitesync.example/gateway/sqlite"
+	"sitesync.example/gateway/upstream"
 )
 
 func init() { register(newOutboxCommand) }
@@ -277,7 +278,7 @@ func obRFC3339(t time.Time) string { return t.UTC().Format(time.RFC3339) }
 func outboxEntryJSON(e *outbox.Entry) OutboxEntryJSON {
 	j := OutboxEntryJSON{Seq: e.Seq, State: e.State, Op: e.Op, DocID: e.DocID, Attempts: e.Attempts,
 		LastError: e.LastError, Bytes: e.Size(), CreatedAt: obRFC3339(e.CreatedAt)}
-	if !e.NextAttemptAt.IsZero() {
+	if !e.NextAttemptAt.IsZero() && obWaits(e) {
 		s := obRFC3339(e.NextAttemptAt)
 		j.NextAttemptAt = &s
 	}
@@ -331,16 +332,10 @@ func (m *Main) writeEntriesTable(ctx context.Context, db *sqlite.DB, list []*out
 			fmt.Fprintln(tw, "SEQ\tSTATE\tAGE\tATTEMPTS\tNEXT-TRY\tSIZE\tOP\tDOCUMENT\tLAST-ERROR")
 		}
 	}
+	mode := m.uplinkMode(ctx, db)
 	for _, e := range list {
-		next := "-"
-		if !e.NextAttemptAt.IsZero() {
-			if d := e.NextAttemptAt.Sub(now); d > 0 {
-				next = "in " + obAge(d)
-			} else {
-				next = "now"
-			}
-		}
-		lastErr := obOneLine(e.LastError)
+		next := obNextTry(e, now)
+		lastErr := obOneLine(entryNote(e, mode))
 		if !wide && len([]rune(lastErr)) > outboxErrorWidth {
 			lastErr = string([]rune(lastErr)[:outboxErrorWidth-1]) + "…"
 		}
@@ -407,7 +402,7 @@ func outboxSummary(ctx context.Context, db *sqlite.DB, filter outbox.Filter, sho
 			p, _ = outbox.Canonical(e)
 		}
 		payloads = append(payloads, p)
-		s.bytes += int64(len(p))
+		s.bytes += int64(e.Size()) // as outbox stats counts it
 		if s.oldest.IsZero() || e.CreatedAt.Before(s.oldest) {
 			s.oldest = e.CreatedAt
 		}
@@ -458,6 +453,7 @@ func (m *Main) linkSummary(ctx context.Context, db *sqlite.DB, now time.Time) st
 			if !l.Since.IsZero() {
 				out += " since " + obClock(l.Since, now)
 			}
+			out += alarmSummary(&saved.Status)
 		}
 	}
 	if out == "" {
@@ -465,6 +461,21 @@ func (m *Main) linkSummary(ctx context.Context, db *sqlite.DB, now time.Time) st
 	}
 	if !running {
 		out += "; serve not running"
+	}
+	return out
+}
+
+// alarmSummary is the footer's note of a paused uplink and its alarms ("" when none).
+func alarmSummary(st *upstream.Status) string {
+	var out string
+	if st.Paused {
+		out += "; UPLINK PAUSED (" + st.PauseCause + ")"
+	}
+	for _, a := range st.Alarms {
+		out += "; ALARM " + a.Kind
+		if len(a.Seqs) > 0 {
+			out += " (seq " + upstream.FormatSeqs(a.Seqs) + ")"
+		}
 	}
 	return out
 }
@@ -598,13 +609,15 @@ type OutboxShowJSON struct {
 	SupersededBy int64                `json:"superseded_by,omitempty"`
 	UpdatedAt    string               `json:"updated_at"`
 	HeadOffice   []sqlite.FieldChange `json:"fields_three_ways,omitempty"`
+	HeldReason   string               `json:"held_reason,omitempty"`
 }
 
 func writeOutboxShowJSON(w io.Writer, e *outbox.Entry, changes []sqlite.FieldChange) error {
 	j := OutboxShowJSON{OutboxEntryJSON: outboxEntryJSON(e), Epoch: e.Epoch, SiteID: e.SiteID, OrderKey: e.OrderKey,
 		PortalType: e.PortalType, Parent: e.ParentID, Fields: e.Fields, Base: e.Base, Transition: e.Transition,
 		Comment: e.Comment, Peer: e.Peer, Key: e.Key, Mode: e.Mode, Hash: e.Hash, Answer: e.Answer,
-		MergedInto: e.MergedInto, Covers: e.Covers, SupersededBy: e.SupersededBy, UpdatedAt: obRFC3339(e.UpdatedAt)}
+		MergedInto: e.MergedInto, Covers: e.Covers, SupersededBy: e.SupersededBy, UpdatedAt: obRFC3339(e.UpdatedAt),
+		HeldReason: e.HeldReason}
 	if json.Valid(e.Payload) {
 		j.Payload = e.Payload
 	}
@@ -647,8 +660,11 @@ func writeOutboxShow(w io.Writer, e *outbox.Entry, changes []sqlite.FieldChange,
 	if !e.ClaimedAt.IsZero() {
 		line("last claimed", "%s", obRFC3339(e.ClaimedAt))
 	}
-	if !e.NextAttemptAt.IsZero() {
+	if !e.NextAttemptAt.IsZero() && obWaits(e) {
 		line("next attempt", "%s", obRFC3339(e.NextAttemptAt))
+	}
+	if e.State == outbox.StateHeld {
+		line("held", "%s", obDash(e.HeldReason))
 	}
 	if e.LastError != "" {
 		line("last error", "%s", e.LastError)
@@ -696,6 +712,9 @@ func writeOutboxShow(w io.Writer, e *outbox.Entry, changes []sqlite.FieldChange,
 // writeThreeWays prints, per field, what the write was based on, head office's value and the
 // local one, marking the fields head office changed.
 func writeThreeWays(w io.Writer, changes []sqlite.FieldChange) {
+	if len(changes) == 0 {
+		return // an action or a remove changes no field
+	}
 	fmt.Fprintln(w, "\nhead office (base / head office now / local):")
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, c := range changes {
@@ -876,8 +895,11 @@ document changes keep that edit); a dropped remove restores the document; a drop
 drops the later entries of its document and removes the local document. The entry stays in the
 outbox as superseded, and an audit line records it. The command asks unless --yes.
 
-A held entry that was sent may have been applied: release it first, so that ERP5's results
-settle it.`,
+A held entry that was sent to ERP5's receiver may have been applied: release it first, so
+that ERP5's results settle it (or, when the receiver is gone, end it with resolve
+--assume-applied|--assume-lost). A held entry that was sent through stock ERP5 can be dropped:
+stock ERP5 keeps no results, so the command warns that ERP5 may hold it and the operator
+checks.`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			seq, err := parseOutboxTarget(a[0])
@@ -897,11 +919,17 @@ settle it.`,
 			if seq == sqlite.All {
 				kept := list[:0]
 				for _, e := range list {
-					if e.State == outbox.StateDead || !e.Frozen() {
+					if e.State == outbox.StateDead || !e.Frozen() || e.Mode == outbox.ModeStock {
 						kept = append(kept, e)
 					}
 				}
 				list = kept
+			}
+			for _, e := range list {
+				if e.State == outbox.StateHeld && e.Frozen() && e.Mode == outbox.ModeStock {
+					fmt.Fprintf(m.Stdout, "WARNING: entry %d was sent through stock ERP5 (%d attempts) and ERP5 may hold it: "+
+						"stock ERP5 keeps no results to tell; check %s at ERP5 before dropping it\n", e.Seq, e.Attempts, e.DocID)
+				}
 			}
 			if len(list) == 0 {
 				fmt.Fprintln(m.Stdout, "nothing to drop")
@@ -942,21 +970,49 @@ settle it.`,
 
 func newOutboxResolveCommand(m *Main) *cobra.Command {
 	var (
-		keep string
-		yes  bool
+		keep                      string
+		yes                       bool
+		assumeApplied, assumeLost bool
+		erp5ID                    string
 	)
 	cmd := &cobra.Command{
-		Use:   "resolve SEQ --keep local|remote",
-		Short: "Settle a conflict: keep the site's values or head office's",
+		Use:   "resolve SEQ --keep local|remote | --assume-applied [--id ID] | --assume-lost",
+		Short: "Settle a conflict, or end an entry whose outcome ERP5 cannot tell",
 		Long: `--keep local queues a new entry with the site's values, based on head office's current
 ones (the old entry becomes superseded). --keep remote takes head office's values into the
 replica and ends the entry; later edits of the same fields are based on head office's values.
-The three sides are shown first and the command asks unless --yes.`,
+The three sides are shown first and the command asks unless --yes.
+
+--assume-applied and --assume-lost end an entry that was sent and whose outcome is unknown
+(uncertain, or held after a send) when no results query can settle it: ERP5's receiver is
+gone, or the entry went through stock ERP5. Check the document at ERP5 first. Applied: the
+entry is done (a post needs --id, the id ERP5 gave the document; the local document takes
+it). Lost: the same write is queued again as a new entry in its place, and the replica keeps
+it. The command warns, asks unless --yes, and writes an audit line.`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			seq, err := parseOutboxTarget(a[0])
 			if err != nil || seq == sqlite.All {
 				return usagef("resolve takes one entry number")
+			}
+			given := 0
+			for _, set := range []bool{keep != "", assumeApplied, assumeLost} {
+				if set {
+					given++
+				}
+			}
+			if given != 1 {
+				return usagef("give one of --keep local|remote, --assume-applied or --assume-lost")
+			}
+			if assumeApplied || assumeLost {
+				assume := sqlite.AssumeLost
+				if assumeApplied {
+					assume = sqlite.AssumeApplied
+				}
+				return m.resolveAssumed(cmd.Context(), seq, assume, erp5ID, yes)
+			}
+			if erp5ID != "" {
+				return usagef("--id goes with --assume-applied")
 			}
 			if keep != sqlite.KeepLocal && keep != sqlite.KeepRemote {
 				return usagef("--keep must be local or remote")
@@ -995,6 +1051,9 @@ The three sides are shown first and the command asks unless --yes.`,
 		},
 	}
 	cmd.Flags().StringVar(&keep, "keep", "", "local or remote")
+	cmd.Flags().BoolVar(&assumeApplied, "assume-applied", false, "end the entry as applied at ERP5 (checked by the operator)")
+	cmd.Flags().BoolVar(&assumeLost, "assume-lost", false, "end the entry as never applied: its write is queued again as a new entry")
+	cmd.Flags().StringVar(&erp5ID, "id", "", "with --assume-applied on a post: the id ERP5 gave the document")
 	cmd.Flags().BoolVar(&yes, "yes", false, "do not ask")
 	return cmd
 }

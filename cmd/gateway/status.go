@@ -336,9 +336,12 @@ type StatusReport struct {
 	// Problems are the dead and conflict entries (the oldest maxProblemEntries), with
 	// ERP5's reasons.
 	Problems []StatusEntry `json:"problems"`
-	Peers    StatusPeers   `json:"peers"`
-	Replica  StatusReplica `json:"replica"`
-	Storage  StatusStorage `json:"storage"`
+	// ReceiverGone are the sent entries of unknown outcome that no results query can settle
+	// anymore (stock mode): the operator ends them with outbox resolve.
+	ReceiverGone []int64       `json:"receiver_gone,omitempty"`
+	Peers        StatusPeers   `json:"peers"`
+	Replica      StatusReplica `json:"replica"`
+	Storage      StatusStorage `json:"storage"`
 }
 
 // StatusTraffic is today's traffic on the link (UTC day) and its cost.
@@ -482,6 +485,9 @@ func (p *statusPage) report(ctx context.Context) (*StatusReport, error) {
 	if u := p.s.Uplink; u != nil {
 		st := u.Status()
 		rep.Link = &st
+		if rep.ReceiverGone, err = receiverGoneSeqs(ctx, db, st.Mode); err != nil {
+			return nil, fmt.Errorf("status: outbox: %w", err)
+		}
 		if st.Bytes.Day == rep.Traffic.Day {
 			rep.Traffic.UpToday, rep.Traffic.DownToday = st.Bytes.UpToday, st.Bytes.DownToday
 		}

@@ -94,6 +94,10 @@ type SyncReport struct {
 	Link *upstream.Status `json:"uplink,omitempty"`
 	// Outbox counts the entries by open state, from the database.
 	Outbox map[string]int `json:"outbox"`
+	// ReceiverGone are the entries sent to ERP5's receiver whose outcome is unknown while the
+	// uplink runs in stock mode: no results query will settle them; the operator ends each
+	// with outbox resolve --assume-applied|--assume-lost.
+	ReceiverGone []int64 `json:"receiver_gone,omitempty"`
 	// BytesToday and CostToday are today's traffic (UTC day) and its price at CostPerMB
 	// (per 1,000,000 bytes).
 	BytesToday int64   `json:"bytes_today"`
@@ -214,6 +218,11 @@ func (m *Main) syncReport(ctx context.Context) (*SyncReport, error) {
 		return nil, fmt.Errorf("sync status: %w", err)
 	}
 	if rep.Link != nil {
+		if rep.ReceiverGone, err = receiverGoneSeqs(ctx, db, rep.Link.Mode); err != nil {
+			return nil, fmt.Errorf("sync status: %w", err)
+		}
+	}
+	if rep.Link != nil {
 		b := rep.Link.Bytes
 		if b.Day == time.Now().UTC().Format(time.DateOnly) {
 			rep.BytesToday = b.UpToday + b.DownToday
@@ -232,7 +241,9 @@ type savedStatus struct {
 // writeSyncReport prints the report as aligned lines.
 func writeSyncReport(w io.Writer, rep *SyncReport, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	line := func(k, format string, a ...any) { fmt.Fprintf(tw, "%s\t%s\n", k, fmt.Sprintf(format, a...)) }
+	// One line per value: an error joined from several ends lines inside it, and a line
+	// without a tab would end the aligned block.
+	line := func(k, format string, a ...any) { fmt.Fprintf(tw, "%s\t%s\n", k, obOneLine(fmt.Sprintf(format, a...))) }
 	ago := func(t time.Time) string {
 		if t.IsZero() {
 			return "never"
@@ -295,6 +306,10 @@ func writeSyncReport(w io.Writer, rep *SyncReport, now time.Time) error {
 		states = append(states, fmt.Sprintf("%s %d", s, rep.Outbox[s]))
 	}
 	line("outbox:", "%s", strings.Join(states, ", "))
+	if n := len(rep.ReceiverGone); n > 0 {
+		line("RECEIVER GONE:", "%d %s sent to ERP5's receiver, outcome unknown, nothing left to ask (seq %s): check at ERP5, then `gateway outbox resolve SEQ --assume-applied|--assume-lost`",
+			n, obPlural(n, "entry", "entries"), upstream.FormatSeqs(rep.ReceiverGone))
+	}
 	return tw.Flush()
 }
 

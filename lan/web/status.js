@@ -204,6 +204,8 @@ function renderLink(r) {
     if (st.last_round) fact(dl, 'Last round', ago(st.last_round));
     if (st.paused) fact(dl, 'Paused', st.pause_reason || 'yes', 'err');
     for (const a of st.alarms || []) fact(dl, 'Alarm: ' + a.kind, a.message, 'err');
+    const gone = r.receiver_gone || [];
+    if (gone.length) fact(dl, 'Receiver gone', `${gone.length} sent entr${gone.length === 1 ? 'y' : 'ies'} (seq ${gone.join(', ')}) cannot be settled by ERP5 anymore: check them at ERP5, then gateway outbox resolve SEQ --assume-applied|--assume-lost`, 'err');
   }
   const d = r.downlink;
   if (d) {
