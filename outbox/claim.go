@@ -17,6 +17,12 @@ type Budget struct {
 	// MaxBytes bounds the sum of the entries' payloads before compression; 0 means no bound.
 	// The first entry is taken even when it alone is larger, or it could never be sent.
 	MaxBytes int
+	// Epoch and SiteID, when set, restrict the claim to entries of that epoch and site: a
+	// batch claimed in several short transactions keeps one epoch (docs/DESIGN.md §6).
+	Epoch, SiteID string
+	// Continue says the claim adds to a batch that already holds entries: MaxBytes then
+	// bounds the first entry too.
+	Continue bool
 }
 
 // DefaultMaxEntries is the batch size when the budget names none: ERP5.md's measured sweet
@@ -118,7 +124,7 @@ func claim(ctx context.Context, tx *sql.Tx, q *Queue, running string, now time.T
 		max = DefaultMaxEntries
 	}
 	ts := FormatTime(now)
-	b := &Batch{}
+	b := &Batch{Epoch: budget.Epoch, SiteID: budget.SiteID}
 	bytes := 0
 	var afterKey, afterSeq int64 = -1 << 62, 0
 	page := max + 16
@@ -159,7 +165,7 @@ func claim(ctx context.Context, tx *sql.Tx, q *Queue, running string, now time.T
 					return nil, fmt.Errorf("outbox claim: encode %d: %w", e.Seq, err)
 				}
 			}
-			if budget.MaxBytes > 0 && len(b.Entries) > 0 && bytes+len(e.Payload) > budget.MaxBytes {
+			if budget.MaxBytes > 0 && (len(b.Entries) > 0 || budget.Continue) && bytes+len(e.Payload) > budget.MaxBytes {
 				full = true
 				break
 			}
