@@ -252,7 +252,7 @@ func Rename(ctx context.Context, tx *sql.Tx, old, new string, now time.Time) (in
 	// every open row.
 	query := `SELECT ` + entryColumns + ` FROM outbox INDEXED BY outbox_open
 		WHERE open = 1 AND attempts = 0 AND (doc_id = ?1 OR (doc_id > ?1 || '/' AND doc_id < ?1 || '0'))
-		UNION SELECT `+entryColumns+` FROM outbox INDEXED BY outbox_local_refs
+		UNION SELECT ` + entryColumns + ` FROM outbox INDEXED BY outbox_local_refs
 		WHERE open = 1 AND attempts = 0 AND instr(parent_id || coalesce(fields, '') || coalesce(base, ''), 'local-') > 0
 		AND (instr(doc_id, ?1) > 0 OR instr(parent_id, ?1) > 0
 		OR instr(coalesce(fields, ''), ?1) > 0 OR instr(coalesce(base, ''), ?1) > 0)

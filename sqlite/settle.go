@@ -37,7 +37,7 @@ func (db *DB) Claim(ctx context.Context, budget outbox.Budget, enc outbox.Encode
 		chunk.MaxEntries = min(max-len(b.Entries), ClaimChunk)
 		chunk.Epoch, chunk.SiteID = b.Epoch, b.SiteID
 		if len(b.Entries) > 0 {
-			chunk.Continue = true
+			chunk.Continue, chunk.AfterKey, chunk.AfterSeq = true, b.WalkKey, b.WalkSeq
 			if budget.MaxBytes > 0 {
 				chunk.MaxBytes = budget.MaxBytes - bytes
 				if chunk.MaxBytes <= 0 {
@@ -60,6 +60,7 @@ func (db *DB) Claim(ctx context.Context, budget outbox.Budget, enc outbox.Encode
 		b.Cancelled = append(b.Cancelled, c.Cancelled...)
 		b.Noop = append(b.Noop, c.Noop...)
 		b.Merged += c.Merged
+		b.WalkKey, b.WalkSeq = c.WalkKey, c.WalkSeq
 		bytes += c.Bytes()
 		if len(c.Entries) < chunk.MaxEntries {
 			break

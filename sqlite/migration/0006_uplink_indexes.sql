@@ -1,3 +1,5 @@
+-- Indexes for the uplink's drain of a large backlog.
+--
 -- When ERP5 numbers a locally created document, the settle renames every reference to its
 -- local id (DESIGN §6, invariant 4): in the replica's bodies and in the never-sent outbox
 -- rows. Both searches used to read every row (a byte search per body or per row), once per
@@ -14,3 +16,8 @@ CREATE INDEX documents_local_refs ON documents (id) WHERE instr(body, X'6c6f6361
 -- outbox_open by id.
 CREATE INDEX outbox_local_refs ON outbox (seq)
 	WHERE open = 1 AND attempts = 0 AND instr(parent_id || coalesce(fields, '') || coalesce(base, ''), 'local-') > 0;
+
+-- The open rows by state: counting them (status notifications, metrics, `sync status`) reads
+-- this index alone instead of every open row, which during a week's backlog cost a second
+-- of CPU per count.
+CREATE INDEX outbox_open_state ON outbox (state) WHERE open = 1;
