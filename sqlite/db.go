@@ -115,7 +115,7 @@ func (db *DB) Open(ctx context.Context) (err error) {
 	wq.Add("_txlock", "immediate")
 	// The path goes into a file: URI, where "?", "#" and "%" would be read as URI syntax.
 	uriPath := strings.NewReplacer("%", "%25", "?", "%3F", "#", "%23").Replace(db.Path)
-	if db.writer, err = sql.Open("sqlite", "file:"+uriPath+"?"+wq.Encode()); err != nil {
+	if db.writer, err = sql.Open(driverName, "file:"+uriPath+"?"+wq.Encode()); err != nil {
 		return err
 	}
 	db.writer.SetMaxOpenConns(1)
@@ -138,7 +138,7 @@ func (db *DB) Open(ctx context.Context) (err error) {
 		rq[k] = v
 	}
 	rq.Add("_pragma", "query_only(1)")
-	if db.reader, err = sql.Open("sqlite", "file:"+uriPath+"?"+rq.Encode()); err != nil {
+	if db.reader, err = sql.Open(driverName, "file:"+uriPath+"?"+rq.Encode()); err != nil {
 		return err
 	}
 	db.reader.SetMaxOpenConns(8)
