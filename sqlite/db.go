@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"modernc.org/sqlite"
@@ -48,6 +49,10 @@ type DB struct {
 	Now func() time.Time
 	// SiteID is stored on each new outbox row (DESIGN §6); changing it affects new rows only.
 	SiteID string
+
+	// foreground counts the LAN's writes waiting or being written: the uplink's claims and
+	// settles let them pass first (yieldToWrites).
+	foreground atomic.Int64
 	// Modules maps a portal type to the ERP5 module that holds it, for the local id of a post
 	// without parent_relative_url; nil means gateway.DefaultModules() (other types follow
 	// ERP5's naming convention, gateway.ModuleOf).

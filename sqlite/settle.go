@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	"sitesync.example/gateway/outbox"
 )
@@ -69,8 +70,27 @@ func (db *DB) Claim(ctx context.Context, budget outbox.Budget, enc outbox.Encode
 	return b, nil
 }
 
+// yieldMax bounds how long one claim or settle transaction lets the LAN's writes pass first:
+// under a constant stream of writes the uplink still gets the writer this often.
+const yieldMax = 200 * time.Millisecond
+
+// yieldToWrites waits, up to yieldMax, while writes of the LAN (Write) are queued or being
+// committed: the uplink's transactions go between them, so that a browser's write never
+// waits behind a run of claim and settle chunks (database/sql hands the one writer
+// connection to its waiters in no particular order).
+func (db *DB) yieldToWrites(ctx context.Context) {
+	if db.foreground.Load() == 0 {
+		return
+	}
+	deadline := time.Now().Add(yieldMax)
+	for db.foreground.Load() > 0 && ctx.Err() == nil && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // claimTx claims one chunk of a batch in one committed transaction.
 func (db *DB) claimTx(ctx context.Context, budget outbox.Budget, enc outbox.Encoder) (*outbox.Batch, error) {
+	db.yieldToWrites(ctx)
 	var b *outbox.Batch
 	stmts, err := db.prepareWrites(ctx)
 	if err != nil {
@@ -147,6 +167,7 @@ func (db *DB) Settle(ctx context.Context, results []outbox.Result) (*SettleRepor
 
 // settleTx settles results in one transaction.
 func (db *DB) settleTx(ctx context.Context, results []outbox.Result) (*SettleReport, error) {
+	db.yieldToWrites(ctx)
 	var rep *SettleReport
 	err := db.writeTx(ctx, func(tx *sql.Tx) error {
 		rep = &SettleReport{Renamed: map[string]string{}}

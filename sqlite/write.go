@@ -93,6 +93,8 @@ func (db *DB) Write(ctx context.Context, w Write) (WriteResult, error) {
 	if db.writer == nil {
 		return WriteResult{}, errors.New("write: database is closed")
 	}
+	db.foreground.Add(1)
+	defer db.foreground.Add(-1)
 	req := &writeReq{ctx: ctx, w: w, done: make(chan struct{})}
 	q := &db.writes
 	q.mu.Lock()
