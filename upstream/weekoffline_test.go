@@ -28,14 +28,14 @@ type weekOffline struct {
 
 // weekFigures are what one run of the scenario measured.
 type weekFigures struct {
-	writes, batches, results int
+	writes, batches, results, faults int
 	drain                    time.Duration // virtual time from the link's return to an empty outbox
 	wall                     time.Duration // the machine's time for the whole scenario
 }
 
 func (f weekFigures) String() string {
-	return fmt.Sprintf("%d writes drained in %v of link time (%.0f writes/s); %d batches, %d results queries; the whole scenario took %v on this machine",
-		f.writes, f.drain.Round(time.Second), float64(f.writes)/f.drain.Seconds(), f.batches, f.results, f.wall.Round(time.Second))
+	return fmt.Sprintf("%d writes drained in %v of link time (%.0f writes/s); %d batches, %d faults, %d results queries; the whole scenario took %v on this machine",
+		f.writes, f.drain.Round(time.Second), float64(f.writes)/f.drain.Seconds(), f.batches, f.faults, f.results, f.wall.Round(time.Second))
 }
 
 // runWeekOffline is the week-offline scenario (docs/DESIGN.md §6, §7), in the link's virtual
@@ -98,7 +98,10 @@ func runWeekOffline(t *testing.T, w weekOffline) weekFigures {
 		<-flapped
 		e.sim.SetFaultFunc(nil)
 		st := e.sim.Stats()
-		f.writes, f.batches, f.results = w.writes, st.Requests[erp5sim.EndpointBatch], st.Requests[erp5sim.EndpointResults]
+		f.writes, f.batches, f.results, f.faults = w.writes, st.Requests[erp5sim.EndpointBatch], st.Requests[erp5sim.EndpointResults], st.Faults
+		if f.faults == 0 {
+			t.Errorf("no fault met the drain (%d batches): the scenario tests nothing", f.batches)
+		}
 		time.Sleep(11 * time.Minute) // let a delayed handler finish before the bubble ends
 		e.check("site-a")
 	})
@@ -147,6 +150,6 @@ func (e *simEnv) crash(t testing.TB) {
 // TestWeekOffline_Short is the week-offline scenario at a size the normal suite runs: 1,500
 // writes from 8 peers over 6 hours offline, two crashes during the drain.
 func TestWeekOffline_Short(t *testing.T) {
-	f := runWeekOffline(t, weekOffline{writes: 1500, peers: 8, docs: 700, offline: 6 * time.Hour, crashes: 2, seed: 1, maxEntries: 40})
+	f := runWeekOffline(t, weekOffline{writes: 1500, peers: 8, docs: 700, offline: 6 * time.Hour, crashes: 2, seed: 1, maxEntries: 20})
 	t.Log(f)
 }
