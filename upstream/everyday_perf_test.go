@@ -111,3 +111,20 @@ func sixFieldCreate(e *simEnv, i int) {
 		"telephone_text": fmt.Sprintf("+33 1 23 45 %02d %02d", i/100, i%100), "description": "created on site",
 	}})
 }
+
+// TestPerformance_BacklogThuraya drains a backlog of one-field edits of as many people
+// (BACKLOG_ENTRIES, default 5,000) over the simulated Thuraya link, in virtual time, against
+// its floor: the goal is 1.3× bytes up ÷ bandwidth.
+//
+//	BACKLOG_ENTRIES=50000 go test -run TestPerformance_BacklogThuraya -v ./upstream/
+func TestPerformance_BacklogThuraya(t *testing.T) {
+	if testing.Short() {
+		t.Skip("figures: skipped with -short")
+	}
+	n := envInt("BACKLOG_ENTRIES", 5000)
+	f := drainEveryday(t, fmt.Sprintf("%d one-field edits", n), n, oneFieldEdit)
+	t.Log(f)
+	rate := float64(linksim.Thuraya.Up) / 8
+	t.Logf("bytes up ÷ bandwidth = %v: %.2f×", time.Duration(float64(f.up)/rate*float64(time.Second)).Round(time.Millisecond),
+		f.drain.Seconds()/(float64(f.up)/rate))
+}
