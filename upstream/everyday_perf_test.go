@@ -113,7 +113,7 @@ func sixFieldCreate(e *simEnv, i int) {
 }
 
 // TestPerformance_BacklogThuraya drains a backlog of one-field edits of as many people
-// (BACKLOG_ENTRIES, default 5,000) over the simulated Thuraya link, in virtual time, against
+// (BACKLOG_ENTRIES, default 2,000) over the simulated Thuraya link, in virtual time, against
 // its floor: the goal is 1.3× bytes up ÷ bandwidth.
 //
 //	BACKLOG_ENTRIES=50000 go test -run TestPerformance_BacklogThuraya -v ./upstream/
@@ -121,7 +121,7 @@ func TestPerformance_BacklogThuraya(t *testing.T) {
 	if testing.Short() {
 		t.Skip("figures: skipped with -short")
 	}
-	n := envInt("BACKLOG_ENTRIES", 5000)
+	n := envInt("BACKLOG_ENTRIES", 2000)
 	f := drainEveryday(t, fmt.Sprintf("%d one-field edits", n), n, oneFieldEdit)
 	t.Log(f)
 	rate := float64(linksim.Thuraya.Up) / 8
