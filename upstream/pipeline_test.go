@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"testing/synctest"
@@ -8,6 +9,8 @@ import (
 
 	"sitesync.example/gateway/erp5sim"
 	"sitesync.example/gateway/linksim"
+	"sitesync.example/gateway/outbox"
+	"sitesync.example/gateway/sqlite"
 )
 
 // TestPipeline_IsolatedFailureDoesNotStopTheDrain: one batch among many fails (503); only its
@@ -63,4 +66,54 @@ func TestPipeline_FailuresInARowBackOff(t *testing.T) {
 		waitFor(t, 2*time.Hour, "the outbox to drain", e.drained)
 		e.check("site-a")
 	})
+}
+
+// TestPipeline_ChunkedClaimIsOneBatch: a batch claimed in several short transactions
+// (sqlite.ClaimChunk entries each) is still one batch: every entry inflight, one per
+// document, within the byte budget, and nothing claimed twice.
+func TestPipeline_ChunkedClaimIsOneBatch(t *testing.T) {
+	defer func(n int) { sqlite.ClaimChunk = n }(sqlite.ClaimChunk)
+	sqlite.ClaimChunk = 3
+	e := newSimEnv(t, linksim.Config{}, erp5sim.Options{})
+	docs := e.seed(20)
+	for round := range 2 {
+		for i, d := range docs {
+			e.put(d, fmt.Sprintf("r%d-%d", round, i))
+		}
+	}
+	ctx := context.Background()
+	b, err := e.store.Claim(ctx, outbox.Budget{MaxEntries: 10}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b.Entries) != 10 || b.Epoch == "" {
+		t.Fatalf("claimed %d entries (epoch %q), want 10", len(b.Entries), b.Epoch)
+	}
+	seen := map[string]bool{}
+	size := 0
+	for _, en := range b.Entries {
+		if seen[en.DocID] {
+			t.Errorf("two entries of %s in one batch", en.DocID)
+		}
+		seen[en.DocID] = true
+		size += len(en.Payload)
+		if en.Epoch != b.Epoch || en.State != outbox.StateInflight {
+			t.Errorf("entry %d: %s, epoch %s, in a batch of %s", en.Seq, en.State, en.Epoch, b.Epoch)
+		}
+	}
+	// The byte budget holds across chunks, down to chunks of one entry: half of this batch's
+	// bytes take about half as many entries.
+	sqlite.ClaimChunk = 1
+	half, err := e.store.Claim(ctx, outbox.Budget{MaxEntries: 100, MaxBytes: size / 2}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := half.Bytes(); got > size/2 || len(half.Entries) < 3 || len(half.Entries) > 6 {
+		t.Errorf("claimed %d entries, %d bytes, within a budget of %d bytes", len(half.Entries), got, size/2)
+	}
+	for _, en := range half.Entries {
+		if seen[en.DocID] {
+			t.Errorf("%s claimed again while its entry is inflight", en.DocID)
+		}
+	}
 }
