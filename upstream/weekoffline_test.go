@@ -29,8 +29,8 @@ type weekOffline struct {
 // weekFigures are what one run of the scenario measured.
 type weekFigures struct {
 	writes, batches, results, faults int
-	drain                    time.Duration // virtual time from the link's return to an empty outbox
-	wall                     time.Duration // the machine's time for the whole scenario
+	drain                            time.Duration // virtual time from the link's return to an empty outbox
+	wall                             time.Duration // the machine's time for the whole scenario
 }
 
 func (f weekFigures) String() string {
