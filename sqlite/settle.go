@@ -261,12 +261,16 @@ func applyUpstream(ctx context.Context, tx *sql.Tx, db *DB, id string, state jso
 		if err != nil {
 			return err
 		}
+		// One statement for the state and the version: each UPDATE of a document rewrites
+		// its row and runs its index trigger.
 		if _, err := tx.ExecContext(ctx, `UPDATE documents SET
 			upstream_body = jsonb_patch(coalesce(upstream_body, jsonb('{}')), ?2),
-			body = jsonb_patch(body, ?3), updated_at = ?4 WHERE id = ?1`,
-			id, string(state), string(patch), FormatTime(db.Now())); err != nil {
+			body = jsonb_patch(body, ?3), updated_at = ?4,
+			upstream_version = CASE WHEN ?5 != '' THEN ?5 ELSE upstream_version END WHERE id = ?1`,
+			id, string(state), string(patch), FormatTime(db.Now()), version); err != nil {
 			return err
 		}
+		return nil
 	}
 	if version != "" {
 		if _, err := tx.ExecContext(ctx, `UPDATE documents SET upstream_version = ? WHERE id = ?`, version, id); err != nil {
