@@ -17,6 +17,15 @@ type Budget struct {
 	// MaxBytes bounds the sum of the entries' payloads before compression; 0 means no bound.
 	// The first entry is taken even when it alone is larger, or it could never be sent.
 	MaxBytes int
+	// Epoch and SiteID, when set, restrict the claim to entries of that epoch and site: a
+	// batch claimed in several short transactions keeps one epoch (docs/DESIGN.md §6).
+	Epoch, SiteID string
+	// Continue says the claim adds to a batch that already holds entries: MaxBytes then
+	// bounds the first entry too, and the walk resumes after (AfterKey, AfterSeq), where the
+	// previous claim of the batch stopped (Batch.WalkKey, Batch.WalkSeq), rather than
+	// walking again over the rows that claim passed.
+	Continue           bool
+	AfterKey, AfterSeq int64
 }
 
 // DefaultMaxEntries is the batch size when the budget names none: ERP5.md's measured sweet
@@ -39,6 +48,9 @@ type Batch struct {
 	// Noop are entries whose merged changes cancelled out (every field back to its base): they
 	// were marked done without being sent.
 	Noop []int64
+	// WalkKey and WalkSeq are the order key and seq of the last row the claim looked at
+	// (Budget.AfterKey, AfterSeq of a claim that continues the batch).
+	WalkKey, WalkSeq int64
 }
 
 // Bytes is the sum of the entries' payload sizes.
@@ -118,9 +130,12 @@ func claim(ctx context.Context, tx *sql.Tx, q *Queue, running string, now time.T
 		max = DefaultMaxEntries
 	}
 	ts := FormatTime(now)
-	b := &Batch{}
+	b := &Batch{Epoch: budget.Epoch, SiteID: budget.SiteID}
 	bytes := 0
 	var afterKey, afterSeq int64 = -1 << 62, 0
+	if budget.Continue {
+		afterKey, afterSeq = budget.AfterKey, budget.AfterSeq
+	}
 	page := max + 16
 	full := false
 	for !full {
@@ -159,7 +174,7 @@ func claim(ctx context.Context, tx *sql.Tx, q *Queue, running string, now time.T
 					return nil, fmt.Errorf("outbox claim: encode %d: %w", e.Seq, err)
 				}
 			}
-			if budget.MaxBytes > 0 && len(b.Entries) > 0 && bytes+len(e.Payload) > budget.MaxBytes {
+			if budget.MaxBytes > 0 && (len(b.Entries) > 0 || budget.Continue) && bytes+len(e.Payload) > budget.MaxBytes {
 				full = true
 				break
 			}
@@ -181,6 +196,7 @@ func claim(ctx context.Context, tx *sql.Tx, q *Queue, running string, now time.T
 			break
 		}
 	}
+	b.WalkKey, b.WalkSeq = afterKey, afterSeq
 	if err := markInflight(ctx, tx, q, b.Entries, ts); err != nil {
 		return nil, fmt.Errorf("outbox claim: %w", err)
 	}

@@ -404,7 +404,7 @@ func GetStats(ctx context.Context, q Queryer) (*Stats, error) {
 // Counts returns how many entries each open state holds (states with none are absent): what
 // the status method shows.
 func Counts(ctx context.Context, q Queryer) (map[string]int, error) {
-	rows, err := q.QueryContext(ctx, `SELECT state, count(*) FROM outbox INDEXED BY outbox_open
+	rows, err := q.QueryContext(ctx, `SELECT state, count(*) FROM outbox INDEXED BY outbox_open_state
 		WHERE open = 1 GROUP BY state`)
 	if err != nil {
 		return nil, fmt.Errorf("outbox counts: %w", err)

@@ -264,9 +264,22 @@ func renameValues(v any, old, new string) (any, bool) {
 // ERP5 has numbered the document (invariant 4). Entries ever sent are frozen and untouched.
 // It returns the number of entries rewritten.
 func Rename(ctx context.Context, tx *sql.Tx, old, new string, now time.Time) (int, error) {
-	entries, err := queryEntries(ctx, tx, `SELECT `+entryColumns+` FROM outbox INDEXED BY outbox_open
+	// The rows of the document and its children (by id, through outbox_open), and the rows
+	// that name a local id elsewhere (outbox_local_refs, migration 0006): never a walk of
+	// every open row.
+	query := `SELECT ` + entryColumns + ` FROM outbox INDEXED BY outbox_open
+		WHERE open = 1 AND attempts = 0 AND (doc_id = ?1 OR (doc_id > ?1 || '/' AND doc_id < ?1 || '0'))
+		UNION SELECT ` + entryColumns + ` FROM outbox INDEXED BY outbox_local_refs
+		WHERE open = 1 AND attempts = 0 AND instr(parent_id || coalesce(fields, '') || coalesce(base, ''), 'local-') > 0
+		AND (instr(doc_id, ?1) > 0 OR instr(parent_id, ?1) > 0
+		OR instr(coalesce(fields, ''), ?1) > 0 OR instr(coalesce(base, ''), ?1) > 0)
+		ORDER BY seq`
+	if !IsLocalID(old) {
+		query = `SELECT ` + entryColumns + ` FROM outbox INDEXED BY outbox_open
 		WHERE open = 1 AND attempts = 0 AND (instr(doc_id, ?1) > 0 OR instr(parent_id, ?1) > 0
-		OR instr(coalesce(fields, ''), ?1) > 0 OR instr(coalesce(base, ''), ?1) > 0)`, old)
+		OR instr(coalesce(fields, ''), ?1) > 0 OR instr(coalesce(base, ''), ?1) > 0)`
+	}
+	entries, err := queryEntries(ctx, tx, query, old)
 	if err != nil {
 		return 0, fmt.Errorf("outbox rename %s: %w", old, err)
 	}

@@ -50,6 +50,10 @@ type DB struct {
 	Now func() time.Time
 	// SiteID is stored on each new outbox row (DESIGN §6); changing it affects new rows only.
 	SiteID string
+
+	// foreground counts the LAN's writes waiting or being written: the uplink's claims and
+	// settles let them pass first (yieldToWrites).
+	foreground atomic.Int64
 	// Modules maps a portal type to the ERP5 module that holds it, for the local id of a post
 	// without parent_relative_url; nil means gateway.DefaultModules() (other types follow
 	// ERP5's naming convention, gateway.ModuleOf).
@@ -129,7 +133,7 @@ func (db *DB) Open(ctx context.Context) (err error) {
 	wq.Add("_txlock", "immediate")
 	// The path goes into a file: URI, where "?", "#" and "%" would be read as URI syntax.
 	uriPath := strings.NewReplacer("%", "%25", "?", "%3F", "#", "%23").Replace(db.Path)
-	if db.writer, err = sql.Open("sqlite", "file:"+uriPath+"?"+wq.Encode()); err != nil {
+	if db.writer, err = sql.Open(driverName, "file:"+uriPath+"?"+wq.Encode()); err != nil {
 		return err
 	}
 	db.writer.SetMaxOpenConns(1)
@@ -152,7 +156,7 @@ func (db *DB) Open(ctx context.Context) (err error) {
 		rq[k] = v
 	}
 	rq.Add("_pragma", "query_only(1)")
-	if db.reader, err = sql.Open("sqlite", "file:"+uriPath+"?"+rq.Encode()); err != nil {
+	if db.reader, err = sql.Open(driverName, "file:"+uriPath+"?"+rq.Encode()); err != nil {
 		return err
 	}
 	db.reader.SetMaxOpenConns(8)

@@ -6,16 +6,91 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	"sitesync.example/gateway/outbox"
 )
 
-// Claim takes the uplink's next batch in one committed transaction, before the first byte is
-// sent (DESIGN §6, Claiming): merges folded, entries inflight with attempts + 1 and their exact
-// bytes and hash stored; the tombstones of cancelled local documents (a never-sent post then
-// remove) are deleted in the same transaction. enc nil means outbox.BatchEncoder. An empty
+// ClaimChunk and SettleChunk bound how many entries one claim or settle transaction takes:
+// the uplink's transactions stay short (a few milliseconds), so that the writes of the LAN,
+// which share the one writer connection, wait for at most one chunk (docs/DESIGN.md §5).
+var (
+	ClaimChunk  = 100
+	SettleChunk = 64
+)
+
+// Claim takes the uplink's next batch, every entry committed before it returns and so before
+// the first byte is sent (DESIGN §6, Claiming): merges folded, entries inflight with attempts
+// + 1 and their exact bytes and hash stored; the tombstones of cancelled local documents (a
+// never-sent post then remove) are deleted in the same transaction. A batch of more than
+// ClaimChunk entries is claimed in several short transactions, each of at most ClaimChunk
+// entries, all of the first one's epoch and site. enc nil means outbox.BatchEncoder. An empty
 // batch has no entries.
 func (db *DB) Claim(ctx context.Context, budget outbox.Budget, enc outbox.Encoder) (*outbox.Batch, error) {
+	max := budget.MaxEntries
+	if max <= 0 {
+		max = outbox.DefaultMaxEntries
+	}
+	b := &outbox.Batch{Epoch: budget.Epoch, SiteID: budget.SiteID}
+	bytes := 0
+	for len(b.Entries) < max {
+		chunk := budget
+		chunk.MaxEntries = min(max-len(b.Entries), ClaimChunk)
+		chunk.Epoch, chunk.SiteID = b.Epoch, b.SiteID
+		if len(b.Entries) > 0 {
+			chunk.Continue, chunk.AfterKey, chunk.AfterSeq = true, b.WalkKey, b.WalkSeq
+			if budget.MaxBytes > 0 {
+				chunk.MaxBytes = budget.MaxBytes - bytes
+				if chunk.MaxBytes <= 0 {
+					break
+				}
+			}
+		}
+		c, err := db.claimTx(ctx, chunk, enc)
+		if err != nil {
+			if len(b.Entries) > 0 {
+				// What is claimed is committed: send it; the error comes back next claim.
+				break
+			}
+			return nil, err
+		}
+		if b.Epoch == "" {
+			b.Epoch, b.SiteID = c.Epoch, c.SiteID
+		}
+		b.Entries = append(b.Entries, c.Entries...)
+		b.Cancelled = append(b.Cancelled, c.Cancelled...)
+		b.Noop = append(b.Noop, c.Noop...)
+		b.Merged += c.Merged
+		b.WalkKey, b.WalkSeq = c.WalkKey, c.WalkSeq
+		bytes += c.Bytes()
+		if len(c.Entries) < chunk.MaxEntries {
+			break
+		}
+	}
+	return b, nil
+}
+
+// yieldMax bounds how long one claim or settle transaction lets the LAN's writes pass first:
+// under a constant stream of writes the uplink still gets the writer this often.
+const yieldMax = 200 * time.Millisecond
+
+// yieldToWrites waits, up to yieldMax, while writes of the LAN (Write) are queued or being
+// committed: the uplink's transactions go between them, so that a browser's write never
+// waits behind a run of claim and settle chunks (database/sql hands the one writer
+// connection to its waiters in no particular order).
+func (db *DB) yieldToWrites(ctx context.Context) {
+	if db.foreground.Load() == 0 {
+		return
+	}
+	deadline := time.Now().Add(yieldMax)
+	for db.foreground.Load() > 0 && ctx.Err() == nil && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// claimTx claims one chunk of a batch in one committed transaction.
+func (db *DB) claimTx(ctx context.Context, budget outbox.Budget, enc outbox.Encoder) (*outbox.Batch, error) {
+	db.yieldToWrites(ctx)
 	var b *outbox.Batch
 	stmts, err := db.prepareWrites(ctx)
 	if err != nil {
@@ -58,13 +133,41 @@ type SettleReport struct {
 	Alarm error
 }
 
-// Settle records a batch's per-entry results (or the results query's) in one transaction
+// Settle records a batch's per-entry results (or the results query's) in short transactions
 // (DESIGN §7): the outbox states (outbox.Settle), and the replica — for an ok post, id_map and
 // the rename of the document, its children and every reference to it in other documents and
 // in later never-sent entries (invariant 4); for an ok entry, ERP5's state and version as the
 // document's upstream_body and upstream_version, and the state's fields in the body where no
 // local edit is pending; for an ok remove, the tombstone deleted.
+//
+// Results are settled SettleChunk at a time, each chunk in its own short transaction: an
+// entry's settlement (its state and its document's replica row) is always whole, and a crash
+// between chunks leaves the later entries inflight, hence uncertain at the next start and
+// settled through ERP5's results query (DESIGN §6).
 func (db *DB) Settle(ctx context.Context, results []outbox.Result) (*SettleReport, error) {
+	rep := &SettleReport{Renamed: map[string]string{}}
+	for len(results) > 0 {
+		n := min(len(results), max(SettleChunk, 1))
+		r, err := db.settleTx(ctx, results[:n])
+		if err != nil {
+			return rep, err
+		}
+		results = results[n:]
+		rep.Settled = append(rep.Settled, r.Settled...)
+		for k, v := range r.Renamed {
+			rep.Renamed[k] = v
+		}
+		rep.Changed = append(rep.Changed, r.Changed...)
+		if r.Alarm != nil {
+			rep.Alarm = r.Alarm
+		}
+	}
+	return rep, nil
+}
+
+// settleTx settles results in one transaction.
+func (db *DB) settleTx(ctx context.Context, results []outbox.Result) (*SettleReport, error) {
+	db.yieldToWrites(ctx)
 	var rep *SettleReport
 	err := db.writeTx(ctx, func(tx *sql.Tx) error {
 		rep = &SettleReport{Renamed: map[string]string{}}
@@ -158,12 +261,16 @@ func applyUpstream(ctx context.Context, tx *sql.Tx, db *DB, id string, state jso
 		if err != nil {
 			return err
 		}
+		// One statement for the state and the version: each UPDATE of a document rewrites
+		// its row and runs its index trigger.
 		if _, err := tx.ExecContext(ctx, `UPDATE documents SET
 			upstream_body = jsonb_patch(coalesce(upstream_body, jsonb('{}')), ?2),
-			body = jsonb_patch(body, ?3), updated_at = ?4 WHERE id = ?1`,
-			id, string(state), string(patch), FormatTime(db.Now())); err != nil {
+			body = jsonb_patch(body, ?3), updated_at = ?4,
+			upstream_version = CASE WHEN ?5 != '' THEN ?5 ELSE upstream_version END WHERE id = ?1`,
+			id, string(state), string(patch), FormatTime(db.Now()), version); err != nil {
 			return err
 		}
+		return nil
 	}
 	if version != "" {
 		if _, err := tx.ExecContext(ctx, `UPDATE documents SET upstream_version = ? WHERE id = ?`, version, id); err != nil {
@@ -237,8 +344,13 @@ func renameTx(ctx context.Context, tx *sql.Tx, db *DB, old, new string) (map[str
 // json_tree and replaced in place with jsonb_set, so key order and number literals stay.
 func renameReferences(ctx context.Context, tx *sql.Tx, old, new, ts string) error {
 	seg := old[strings.LastIndexByte(old, '/')+1:]
-	rows, err := tx.QueryContext(ctx, `SELECT d.id, t.fullkey, t.value FROM documents d, json_tree(d.body) t
-		WHERE instr(d.body, CAST(?2 AS BLOB)) > 0 AND t.type = 'text'
+	// documents_local_refs (migration 0006) holds the bodies that name any local id.
+	from := `documents d INDEXED BY documents_local_refs, json_tree(d.body) t
+		WHERE instr(d.body, X'6c6f63616c2d') > 0 AND`
+	if !outbox.IsLocalID(old) {
+		from = `documents d, json_tree(d.body) t WHERE`
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT d.id, t.fullkey, t.value FROM `+from+` instr(d.body, CAST(?2 AS BLOB)) > 0 AND t.type = 'text'
 		AND (t.value = ?1 OR substr(t.value, 1, length(?1) + 1) = ?1 || '/')`, old, seg)
 	if err != nil {
 		return err

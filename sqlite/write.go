@@ -108,6 +108,8 @@ func (db *DB) Write(ctx context.Context, w Write) (WriteResult, error) {
 	if err := db.heldErr(); err != nil {
 		return WriteResult{}, err
 	}
+	db.foreground.Add(1)
+	defer db.foreground.Add(-1)
 	req := &writeReq{ctx: ctx, w: w, done: make(chan struct{})}
 	q := &db.writes
 	q.mu.Lock()

@@ -649,7 +649,12 @@ func (u *Uplink) round(ctx context.Context) error {
 		return linkErr(err)
 	}
 	start := u.now()
-	sent, err := u.pipeline(ctx, mode)
+	var sent bool
+	if mode == ModeBatch {
+		sent, err = u.drainBatches(ctx)
+	} else {
+		sent, err = u.pipeline(ctx, mode)
+	}
 	if sent && u.Metrics != nil {
 		u.Metrics.RoundTime.Observe(u.now().Sub(start).Seconds())
 	}

@@ -50,6 +50,11 @@ type BenchOptions struct {
 	Link                           linksim.Config
 	Edits, StockEdits, JIOEdits    int
 	SkipRPC, SkipWrites, SkipDrain bool
+	// Everyday is how many one-field edits and six-field creates the everyday drains send
+	// over Link; Backlog how many entries the loopback backlog drain queues, with
+	// BacklogPeers peers working meanwhile.
+	Everyday, Backlog, BacklogPeers int
+	SkipEveryday, SkipBacklog       bool
 	// Progress receives a line now and then on long runs (nil: none).
 	Progress io.Writer
 }
@@ -57,9 +62,10 @@ type BenchOptions struct {
 // Bench settings: --short is the test suite's, the default a figure worth quoting.
 var (
 	benchDefault = BenchOptions{Peers: 4, Duration: 5 * time.Second, Count: 3, Docs: 5000,
-		Link: linksim.Thuraya, Edits: 1000, StockEdits: 100, JIOEdits: 50}
+		Link: linksim.Thuraya, Edits: 1000, StockEdits: 100, JIOEdits: 50, Everyday: 1000, Backlog: 50_000, BacklogPeers: 8}
 	benchShort = BenchOptions{Peers: 2, Duration: time.Second, Count: 1, Docs: 500,
-		Link: linksim.Config{Up: 2_000_000, Down: 2_000_000, Delay: 50 * time.Millisecond}, Edits: 100, StockEdits: 10, JIOEdits: 10}
+		Link: linksim.Config{Up: 2_000_000, Down: 2_000_000, Delay: 50 * time.Millisecond}, Edits: 100, StockEdits: 10, JIOEdits: 10,
+		Everyday: 100, Backlog: 1000, BacklogPeers: 2}
 )
 
 // BenchReport is what `gateway bench -o json` prints.
@@ -77,6 +83,11 @@ type BenchReport struct {
 	RPC []BenchRPC `json:"rpc"`
 	// Drains are the uplink's figures over the simulated link, self-contained only.
 	Drains []BenchDrain `json:"drains,omitempty"`
+	// Everyday are the receiver's drains of one-field edits and six-field creates over the
+	// simulated link, against their floor.
+	Everyday []BenchDrain `json:"everyday,omitempty"`
+	// Backlog is the loopback backlog drain with peers working.
+	Backlog *BenchBacklog `json:"backlog,omitempty"`
 }
 
 // BenchMachine says where the figures were measured.
@@ -118,6 +129,10 @@ type BenchDrain struct {
 	// TimeVsReceiver and BytesVsReceiver compare the per-edit figures with the receiver's.
 	TimeVsReceiver  float64 `json:"time_per_edit_vs_receiver,omitempty"`
 	BytesVsReceiver float64 `json:"bytes_per_edit_vs_receiver,omitempty"`
+	// Floor is the link's floor for the drain (bytes up ÷ bandwidth + one round trip) and
+	// VsFloor the drain's time over it (everyday drains).
+	Floor   float64 `json:"floor_s,omitempty"`
+	VsFloor float64 `json:"vs_floor,omitempty"`
 }
 
 func newBenchCommand(m *Main) *cobra.Command {
@@ -140,7 +155,13 @@ double and simulated satellite link in this process, on temporary files, and mea
   writes  durable write throughput and latency (puts, each committed to disk and queued);
   drain   the uplink draining corpus edits over the simulated link in receiver mode (batch
           receiver), stock mode (stock HATEOAS) and jIO's pattern (a root fetch before every
-          operation; 5 requests per create), with bytes per edit.
+          operation; 5 requests per create), with bytes per edit;
+  everyday  the receiver draining --everyday one-field edits, then as many six-field
+          creates, over the simulated link, against the link's floor (bytes up ÷ bandwidth
+          + one round trip);
+  backlog the uplink draining a --backlog of entries on loopback with 10% of the receiver's
+          requests failing, while --backlog-peers peers each make a put and a get every 50 ms;
+          their latencies with the uplink idle are measured first, in the same run.
 
 With --url (and --token, a paired peer's token; a supervisor's, so that rate limits do not
 apply) it measures the reads of a running gateway only: it never writes to a real site.
@@ -179,6 +200,15 @@ stderr; -o json prints the report as JSON.`,
 			if !f.Changed("jio-edits") {
 				o.JIOEdits = base.JIOEdits
 			}
+			if !f.Changed("everyday") {
+				o.Everyday = base.Everyday
+			}
+			if !f.Changed("backlog") {
+				o.Backlog = base.Backlog
+			}
+			if !f.Changed("backlog-peers") {
+				o.BacklogPeers = base.BacklogPeers
+			}
 			o.Duration = duration
 			o.Link = base.Link
 			if link != "" {
@@ -188,14 +218,15 @@ stderr; -o json prints the report as JSON.`,
 				}
 				o.Link = cfg
 			}
-			if o.Peers < 1 || o.Count < 1 || o.Duration <= 0 || o.Docs < 10 || o.Edits < 1 || o.StockEdits < 1 || o.JIOEdits < 1 {
+			if o.Peers < 1 || o.Count < 1 || o.Duration <= 0 || o.Docs < 10 || o.Edits < 1 || o.StockEdits < 1 || o.JIOEdits < 1 ||
+				o.Everyday < 1 || o.Backlog < 1 || o.BacklogPeers < 1 {
 				return usagef("--peers, --count, --duration and the edit counts must be positive, --docs at least 10")
 			}
 			if (o.URL == "") != (o.Token == "") {
 				return usagef("--url and --token go together")
 			}
 			if len(only) > 0 {
-				o.SkipRPC, o.SkipWrites, o.SkipDrain = true, true, true
+				o.SkipRPC, o.SkipWrites, o.SkipDrain, o.SkipEveryday, o.SkipBacklog = true, true, true, true, true
 				for _, p := range only {
 					switch p {
 					case "rpc":
@@ -204,8 +235,12 @@ stderr; -o json prints the report as JSON.`,
 						o.SkipWrites = false
 					case "drain":
 						o.SkipDrain = false
+					case "everyday":
+						o.SkipEveryday = false
+					case "backlog":
+						o.SkipBacklog = false
 					default:
-						return usagef("--only %q: want rpc, writes or drain", p)
+						return usagef("--only %q: want rpc, writes, drain, everyday or backlog", p)
 					}
 				}
 			}
@@ -239,7 +274,10 @@ stderr; -o json prints the report as JSON.`,
 	f.IntVar(&o.Edits, "edits", benchDefault.Edits, "corpus edits the receiver drain sends")
 	f.IntVar(&o.StockEdits, "stock-edits", benchDefault.StockEdits, "corpus edits the stock drain sends")
 	f.IntVar(&o.JIOEdits, "jio-edits", benchDefault.JIOEdits, "corpus edits jIO's pattern sends")
-	f.StringSliceVar(&only, "only", nil, "measure only these: rpc, writes, drain")
+	f.IntVar(&o.Everyday, "everyday", benchDefault.Everyday, "one-field edits (and six-field creates) of the everyday drains")
+	f.IntVar(&o.Backlog, "backlog", benchDefault.Backlog, "entries the loopback backlog drain queues")
+	f.IntVar(&o.BacklogPeers, "backlog-peers", benchDefault.BacklogPeers, "peers working during the backlog drain")
+	f.StringSliceVar(&only, "only", nil, "measure only these: rpc, writes, drain, everyday, backlog")
 	return cmd
 }
 
@@ -276,6 +314,19 @@ func (m *Main) RunBench(ctx context.Context, o BenchOptions) (*BenchReport, erro
 		rep.Link = o.Link.String()
 		var err error
 		if rep.Drains, err = benchDrains(ctx, o, p); err != nil {
+			return nil, err
+		}
+	}
+	if !o.SkipEveryday {
+		rep.Link = o.Link.String()
+		var err error
+		if rep.Everyday, err = benchEveryday(ctx, o, p); err != nil {
+			return nil, err
+		}
+	}
+	if !o.SkipBacklog {
+		var err error
+		if rep.Backlog, err = m.benchBacklog(ctx, o, p); err != nil {
 			return nil, err
 		}
 	}
@@ -604,6 +655,12 @@ func benchUplinkDrain(ctx context.Context, mode string, n int, link linksim.Conf
 	if mode == upstream.ModeStock {
 		name = "stock"
 	}
+	return benchUplinkWrites(ctx, mode, name, n, link, p, writeCorpus)
+}
+
+// benchUplinkWrites is benchUplinkDrain with the writes made by write.
+func benchUplinkWrites(ctx context.Context, mode, name string, n int, link linksim.Config, p *progress,
+	write func(ctx context.Context, db *sqlite.DB, n int) error) (BenchDrain, error) {
 	res := BenchDrain{Mode: name, Edits: n}
 	e, err := newDrainEnv(ctx, mode == upstream.ModeStock, link)
 	if err != nil {
@@ -642,22 +699,8 @@ func benchUplinkDrain(ctx context.Context, mode string, n int, link linksim.Conf
 		return res, fmt.Errorf("bench: stock root: %w", err)
 	}
 	p.say("drain %s: writing %d edits…", name, n)
-	edits := erp5sim.Corpus(benchCorpusSeed, n)
-	for _, ed := range edits {
-		w := sqlite.Write{Op: ed.Op, ID: ed.ID, Peer: "bench", Transition: ed.Transition}
-		switch ed.Op {
-		case "post":
-			doc := map[string]any{"portal_type": ed.PortalType, "parent_relative_url": ed.ParentRelativeURL}
-			for k, v := range ed.Fields {
-				doc[k] = v
-			}
-			w.ID, w.Doc = "", doc
-		case "put":
-			w.Doc = ed.Fields
-		}
-		if _, err := e.db.Write(ctx, w); err != nil {
-			return res, fmt.Errorf("bench: write %s %s: %w", ed.Op, ed.ID, err)
-		}
+	if err := write(ctx, e.db, n); err != nil {
+		return res, err
 	}
 	e.erp5.Sim.ResetStats()
 	before := e.erp5.Link.Stats()
@@ -696,6 +739,28 @@ func benchUplinkDrain(ctx context.Context, mode string, n int, link linksim.Conf
 		res.Requests += c
 	}
 	return res, nil
+}
+
+// writeCorpus makes n corpus edits through the write path.
+func writeCorpus(ctx context.Context, db *sqlite.DB, n int) error {
+	edits := erp5sim.Corpus(benchCorpusSeed, n)
+	for _, ed := range edits {
+		w := sqlite.Write{Op: ed.Op, ID: ed.ID, Peer: "bench", Transition: ed.Transition}
+		switch ed.Op {
+		case "post":
+			doc := map[string]any{"portal_type": ed.PortalType, "parent_relative_url": ed.ParentRelativeURL}
+			for k, v := range ed.Fields {
+				doc[k] = v
+			}
+			w.ID, w.Doc = "", doc
+		case "put":
+			w.Doc = ed.Fields
+		}
+		if _, err := db.Write(ctx, w); err != nil {
+			return fmt.Errorf("bench: write %s %s: %w", ed.Op, ed.ID, err)
+		}
+	}
+	return nil
 }
 
 // drainLeft returns how many entries still wait to be sent and how many edits reached ERP5
@@ -855,6 +920,21 @@ func writeBenchReport(w io.Writer, r *BenchReport) error {
 		if err := tw.Flush(); err != nil {
 			return err
 		}
+	}
+	if len(r.Everyday) > 0 {
+		fmt.Fprintf(w, "\nEveryday drains through the receiver over a simulated %s link, against the floor (bytes up ÷ bandwidth + one round trip)\n", r.Link)
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "writes\tdelivered\tseconds\tfloor s\t× floor\tbytes up\tbytes down\trequests\t")
+		for _, d := range r.Everyday {
+			fmt.Fprintf(tw, "%s\t%d/%d\t%.2f\t%.2f\t%.2f\t%d\t%d\t%d\t\n", d.Mode, d.Sent, d.Edits, d.Seconds, d.Floor, d.VsFloor,
+				d.BytesUp, d.BytesDown, d.Requests)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	if r.Backlog != nil {
+		writeBacklogReport(w, r.Backlog)
 	}
 	if len(r.Drains) > 0 {
 		fmt.Fprintf(w, "\nUplink drain over a simulated %s link (corpus edits, warm connection)\n", r.Link)

@@ -64,6 +64,26 @@ func TestBench_ShortJSON(t *testing.T) {
 	if stock.TimeVsReceiver <= 1 || jio.TimeVsReceiver <= stock.TimeVsReceiver || jio.BytesVsReceiver <= 1 {
 		t.Errorf("ratios: stock %.1f× time, jio %.1f× time, %.1f× bytes", stock.TimeVsReceiver, jio.TimeVsReceiver, jio.BytesVsReceiver)
 	}
+	// The everyday drains: every write delivered, each against its floor.
+	if len(rep.Everyday) != 2 {
+		t.Fatalf("everyday drains: %+v", rep.Everyday)
+	}
+	for _, d := range rep.Everyday {
+		if d.Sent != d.Edits || d.Edits != 100 || d.BytesUp == 0 || d.Floor <= 0 || d.VsFloor < 1 {
+			t.Errorf("everyday %s: %+v (a drain cannot beat the link's floor)", d.Mode, d)
+		}
+	}
+	// The backlog drain: drained through the faults, the peers' figures with the uplink
+	// idle and while it drained.
+	b := rep.Backlog
+	if b == nil || b.Entries != 1000 || b.PerSecond <= 0 || b.Cores <= 0 || b.Batches == 0 || len(b.Idle) != 2 || len(b.Draining) != 2 {
+		t.Fatalf("backlog: %+v", b)
+	}
+	for _, r := range append(b.Idle, b.Draining...) {
+		if r.Requests == 0 || r.P50Ms <= 0 || r.P99Ms < r.P50Ms {
+			t.Errorf("backlog %s: %+v", r.Name, r)
+		}
+	}
 }
 
 // TestBench_ReadOnlyAgainstAGateway measures a running gateway through --url: reads only,
