@@ -193,7 +193,7 @@ export function makeWidget(m, ctx) {
         break;
       case 'ListField':
       case 'RadioField': {
-        const items = m.items || [];
+        const items = (m.items || []).filter((it) => Array.isArray(it) && String(it[1]) !== '');
         control = h('select', attrs, h('option', {value: ''}, m.required ? t('choose') : t('none')),
           items.map(([label, v]) => h('option', {value: String(v)}, String(label))));
         // A stored value the items do not list still shows.
@@ -203,7 +203,7 @@ export function makeWidget(m, ctx) {
       }
       case 'MultiListField':
       case 'MultiCheckBoxField': {
-        const items = m.items || [];
+        const items = (m.items || []).filter((it) => Array.isArray(it) && String(it[1]) !== '');
         control = h('select', {...attrs, multiple: true, size: Math.min(6, Math.max(2, items.length))},
           items.map(([label, v]) => h('option', {value: String(v)}, String(label))));
         const set = (raw) => {

@@ -46,6 +46,12 @@ export class ListBox {
     this.load();
   }
 
+  // linkColumn is the column whose cell opens the line: its product (or title), else the first.
+  linkColumn() {
+    const i = this.columns.findIndex((col) => col.rel || col.c === 'title');
+    return i >= 0 ? i : 0;
+  }
+
   numeric(col) {
     return ['quantity', 'price', 'total_price', 'total_quantity'].includes(col.c) || (col.field && /Float|Integer/.test(col.field.type));
   }
@@ -60,8 +66,10 @@ export class ListBox {
     this.addWidgets = [];
     for (const col of this.columns) {
       const f = byProp.get(col.rel || col.c);
-      if (!f || !f.editable) continue;
-      const w = makeWidget({...f, title: col.title, description: ''}, {session: this.session, titles: this.app.titles, doc: null, onchange: () => {}});
+      // The row asks what a line needs: its relations, amounts, and any required field.
+      if (!f || !f.editable || !(col.rel || f.required || f.type === 'FloatField')) continue;
+      const w = makeWidget({...f, title: col.title, description: ''}, {session: this.session, titles: this.app.titles, doc: null,
+        onchange: () => this.picked(w)});
       w.wrap.classList.add('compact');
       this.addWidgets.push(w);
     }
@@ -74,6 +82,20 @@ export class ListBox {
       h('div', {class: 'add-fields'}, this.addWidgets.map((w) => w.wrap), h('div', {class: 'field compact add-button'}, this.addButton)),
       this.addError,
       h('p', {class: 'hint'}, h('a', {href: newHash(this.childType) + '?parent=' + encodeURIComponent(this.parent)}, t('addLineFull'))));
+  }
+
+  // picked: a product chosen in the add row proposes its base price as the line's price
+  // (the clerk may change it; head office prices the order in the end).
+  async picked(w) {
+    const price = this.addWidgets.find((x) => x.m.prop === 'price');
+    if (!price || !w.picker || !w.picker.value || price.raw() !== '') return;
+    let doc;
+    try {
+      doc = await this.session.get(w.picker.value);
+    } catch {
+      return;
+    }
+    if (typeof doc.base_price === 'number' && price.raw() === '') price.setRaw(String(doc.base_price));
   }
 
   async add() {
@@ -156,7 +178,7 @@ export class ListBox {
           const x = v[col.c];
           cell = typeof x === 'number' ? formatNumber(x) : (x === undefined || x === null || x === '' ? t('none') : String(x));
         }
-        const content = i === 0 ? h('a', {href: docHash(row.id)}, cell) : cell;
+        const content = i === this.linkColumn() ? h('a', {href: docHash(row.id), class: 'line-link'}, cell) : cell;
         return h('td', {'data-label': col.title, class: this.numeric(col) ? 'num' : null}, content);
       }));
     }));
