@@ -570,7 +570,7 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, ep Endpoint, r
 		s.handleBulk(w, r)
 	case EndpointEdit:
 		s.handleEdit(w, r, rel)
-	case EndpointCapability, EndpointBatch, EndpointResults, EndpointChanges:
+	case EndpointCapability, EndpointBatch, EndpointResults, EndpointChanges, EndpointForms:
 		s.mu.Lock()
 		on := s.receiver
 		s.mu.Unlock()
@@ -587,6 +587,8 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, ep Endpoint, r
 			s.handleResults(w, r)
 		case EndpointChanges:
 			s.handleChanges(w, r)
+		case EndpointForms:
+			s.handleForms(w, r)
 		}
 	default:
 		w.WriteHeader(http.StatusNotFound)
@@ -717,6 +719,8 @@ func (s *Server) route(r *http.Request) (Endpoint, string) {
 		return EndpointResults, ""
 	case ChangesScript:
 		return EndpointChanges, ""
+	case FormsScript:
+		return EndpointForms, ""
 	}
 	for _, c := range []struct {
 		rt route
