@@ -146,8 +146,9 @@ func Generate(seed int64, n int, ref time.Time) []*Document {
 			"price_currency":      pick(r, currencies),
 			"simulation_state":    st,
 		})
+		// Every order has at least one line, stored under it.
 		lines := 1 + r.IntN(5)
-		for l := 1; l <= lines && len(out) < n; l++ {
+		for l := 1; l <= lines && (l == 1 || len(out) < n); l++ {
 			p := 1 + r.IntN(nProd)
 			add(fmt.Sprintf("sale_order_module/%d/%d", o, l), "Sale Order Line", map[string]any{
 				"title":            fmt.Sprintf("Ligne %d", l),

@@ -87,6 +87,13 @@ type Client struct {
 	// OnExchange, if set, is called after every exchange with ERP5 (metrics, link state):
 	// the request's method and path, the status (0 without a response) and the error.
 	OnExchange func(method, path string, status int, err error)
+	// View is the traverse view of documents' forms (upstream.view); "" is DefaultView. A
+	// document whose type lacks it is traversed again with DefaultView.
+	View string
+	// Related, if set, gives the text (of the catalog index, usually title) and catalog uid
+	// of a related document for stock puts of relation fields, from the replica; ok false
+	// (or no uid) makes the client search ERP5 for them.
+	Related func(ctx context.Context, id, index string) (r Related, ok bool)
 
 	initOnce sync.Once
 	base     *url.URL
