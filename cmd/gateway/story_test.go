@@ -384,3 +384,28 @@ func TestStory_Chromium(t *testing.T) {
 		})
 	}
 }
+
+// relabelAtERP5 gives the field of a type's form that shows prop a new title at the double,
+// as a head-office change would, and asks the downlink to refresh now.
+func relabelAtERP5(d *Demo, portalType, prop, title string) error {
+	f := d.Sim.Form(portalType)
+	if f == nil {
+		return fmt.Errorf("the double has no form for %s", portalType)
+	}
+	id := ""
+	for fid, ff := range f.Fields {
+		if ff.Property == prop {
+			id = fid
+		}
+	}
+	if id == "" {
+		return fmt.Errorf("the %s form has no field for %s", portalType, prop)
+	}
+	if err := d.Sim.SetFieldTitle(portalType, id, title); err != nil {
+		return err
+	}
+	if dl := d.Server.Downlink; dl != nil {
+		dl.SyncNow()
+	}
+	return nil
+}
