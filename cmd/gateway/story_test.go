@@ -381,6 +381,16 @@ func TestStory_Chromium(t *testing.T) {
 				t.Errorf("confirmed order offers %v, want ERP5's %v", wf.Buttons, want)
 			}
 			shot("7-confirmed")
+
+			// A field relabelled at head office shows its new label after a refresh.
+			if err := relabelAtERP5(d, "Sale Order", plan.Relabel.Field, plan.Relabel.Title); err != nil {
+				t.Fatal(err)
+			}
+			tab.do(t, "refresh", chromedp.Reload())
+			tab.call(t, steps, "paired()", nil)
+			tab.call(t, steps, "open("+jsArgs(orderID)+")", nil)
+			tab.call(t, steps, "wait('the new label', () => document.querySelector('.doc-form [data-field=\""+plan.Relabel.Field+"\"] label')?.innerText.startsWith("+jsArgs(plan.Relabel.Title)+"), 60000)", nil)
+			shot("8-relabelled")
 		})
 	}
 }
