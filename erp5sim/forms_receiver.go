@@ -172,3 +172,11 @@ func (s *Server) handleForms(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	writeEncoded(w, enc, map[string]any{"types": out})
 }
+
+// FormsAnswer returns the receiver's forms answer ({"types": […]}) for portal types, as an
+// ERP5 export for offline seeding carries it.
+func (s *Server) FormsAnswer(portalTypes []string) map[string]any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return map[string]any{"types": s.formsAnswerLocked(slices.Clone(portalTypes), nil)}
+}

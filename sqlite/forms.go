@@ -6,8 +6,11 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
+
+	"sitesync.example/gateway/outbox"
 )
 
 // LearnedForm is one row of learned_forms: what the downlink learned of a portal type's view
@@ -125,4 +128,81 @@ func (db *DB) FormsHash(ctx context.Context) (string, error) {
 		return "", nil
 	}
 	return hex.EncodeToString(h.Sum(nil)[:16]), nil
+}
+
+// StateSamples returns, for a portal type, the smallest id of the replica's documents known
+// to ERP5 for each value of stateField (a missing state is ""); with stateField "" one
+// document under key "". The downlink traverses them to learn each state's transitions.
+func (db *DB) StateSamples(ctx context.Context, portalType, stateField string) (map[string]string, error) {
+	out := map[string]string{}
+	if stateField == "" {
+		var id string
+		err := db.reader.QueryRowContext(ctx, `SELECT id FROM documents WHERE portal_type = ? AND deleted = 0
+			AND upstream_version IS NOT NULL ORDER BY id LIMIT 1`, portalType).Scan(&id)
+		if errors.Is(err, sql.ErrNoRows) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("state samples: %w", err)
+		}
+		out[""] = id
+		return out, nil
+	}
+	if !isIdentifier(stateField) {
+		return nil, fmt.Errorf("state samples: %q is not a property name", stateField)
+	}
+	rows, err := db.reader.QueryContext(ctx, `SELECT coalesce(json_extract(body, '$.`+stateField+`'), ''), min(id)
+		FROM documents WHERE portal_type = ? AND deleted = 0 AND upstream_version IS NOT NULL GROUP BY 1`, portalType)
+	if err != nil {
+		return nil, fmt.Errorf("state samples: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var st any
+		var id string
+		if err := rows.Scan(&st, &id); err != nil {
+			return nil, fmt.Errorf("state samples: %w", err)
+		}
+		if s, ok := st.(string); ok {
+			out[s] = id
+		}
+	}
+	return out, rows.Err()
+}
+
+// isIdentifier reports whether s is a plain property name (letters, digits, underscores).
+func isIdentifier(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// PendingTransitions returns, for each id with an open workflow action in the outbox, the
+// transition of the earliest one (what the app shows as "pending: Confirm"). Ids are
+// resolved through id_map first; the answer is keyed by the ids as given.
+func (db *DB) PendingTransitions(ctx context.Context, ids []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, id := range ids {
+		to, err := resolveID(ctx, db.reader, id)
+		if err != nil {
+			return nil, err
+		}
+		entries, err := outbox.OpenEntries(ctx, db.reader, to)
+		if err != nil {
+			return nil, fmt.Errorf("pending transitions: %w", err)
+		}
+		for _, e := range entries {
+			if e.Op == outbox.OpAction && e.Transition != "" {
+				out[id] = e.Transition
+				break
+			}
+		}
+	}
+	return out, nil
 }

@@ -44,6 +44,9 @@ type Document struct {
 	// Transitions the document's `_links.action_workflow` in its current state.
 	Form        *Form
 	Transitions []WorkflowTransition
+	// States maps a workflow state variable to what the form's read-only state field shows
+	// (my_translated_simulation_state: the state's title).
+	States map[string]any
 }
 
 // FieldSpec is what a put needs to know of an editable form field.
@@ -154,6 +157,7 @@ func ParseDocument(id string, body []byte) (*Document, error) {
 		Keys:              map[string]string{},
 		Types:             map[string]string{},
 		Specs:             map[string]FieldSpec{},
+		States:            map[string]any{},
 	}
 	var err error
 	if doc.Transitions, err = ParseActionWorkflow(raw.Links["action_workflow"]); err != nil {
@@ -189,7 +193,12 @@ func ParseDocument(id string, body []byte) (*Document, error) {
 		}
 		var prop string
 		switch {
-		case strings.HasPrefix(name, "my_") && Flag(f.Editable):
+		case strings.HasPrefix(name, "my_") && !Flag(f.Editable):
+			if p := FieldProperty(name, f.Type, nil); strings.HasSuffix(p, "_state") {
+				doc.States[p] = f.Default
+			}
+			continue
+		case strings.HasPrefix(name, "my_"):
 			prop = FieldProperty(name, f.Type, map[string]any{"catalog_index": f.CatalogIndex, "base_category": f.BaseCategory})
 		case strings.HasPrefix(name, "your_"):
 			prop = strings.TrimPrefix(name, "your_")

@@ -61,6 +61,7 @@ type UpstreamConfig struct {
 	URL         string            `yaml:"url"`
 	Auth        AuthConfig        `yaml:"auth"`
 	Protocol    string            `yaml:"protocol"`
+	View        string            `yaml:"view"`
 	Modules     map[string]string `yaml:"modules"`
 	Scopes      []ScopeConfig     `yaml:"scopes"`
 	DailyBudget int64             `yaml:"daily_budget"`
@@ -135,6 +136,7 @@ func DefaultConfig() Config {
 		},
 		Upstream: UpstreamConfig{
 			Protocol: "auto",
+			View:     "view",
 			Modules:  gateway.DefaultModules(),
 			Scopes: []ScopeConfig{
 				{Name: "Person", PortalType: "Person", Fields: []string{"title", "first_name", "last_name", "email", "reference"}},
@@ -276,6 +278,12 @@ func (c *Config) Validate() error {
 	case "auto", "batch", "stock":
 	default:
 		return &ConfigError{"upstream.protocol", fmt.Errorf("%q is not auto, batch or stock", c.Upstream.Protocol)}
+	}
+	if c.Upstream.View == "" {
+		c.Upstream.View = "view"
+	}
+	if strings.ContainsAny(c.Upstream.View, " /?&#%") {
+		return &ConfigError{"upstream.view", fmt.Errorf("%q is not an ERP5 action or form id", c.Upstream.View)}
 	}
 	for i, s := range c.Upstream.Scopes {
 		if s.PortalType == "" {

@@ -161,6 +161,9 @@ func (m *Main) StartServer(ctx context.Context) (s *Server, err error) {
 		}
 		s.Downlink = m.NewDownlink(s.DB, u)
 		s.Downlink.OnChanged = func(ids []string) { s.Service.OnChanged(ids, nil) }
+		// A learned form changed: the status notification carries the new forms_hash.
+		s.Downlink.OnFormsChanged = func() { notifier.poke(ctx) }
+		s.Service.UpstreamMode = func() string { return upstreamMode(u.Status().Mode) }
 		s.Service.Fetch = s.Downlink.Fetch
 		if err := u.Open(ctx); err != nil {
 			return s, err
