@@ -160,7 +160,7 @@ func TestStory_Firefox(t *testing.T) {
 			for _, p := range res.Problems {
 				t.Errorf("firefox: %s", p)
 			}
-			if strings.Join(res.Form.Groups, ",") != "left,right,center" {
+			if strings.Join(res.Form.Groups, ",") != "left,right,center,bottom" {
 				t.Errorf("create form groups = %v", res.Form.Groups)
 			}
 			if want, _ := d.Sim.Document(plan.CustomerID).Properties["title"].(string); res.CustomerTitle != want {

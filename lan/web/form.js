@@ -444,7 +444,8 @@ export class FormView {
     }
     const offered = transitionsFor(info, this.doc);
     const stock = this.app.upstreamMode === 'stock';
-    if (!info.methods.includes('action') || (!offered.list.length && !pending && !refused && !offered.unknown)) {
+    const hasWorkflow = !!wf || info.transitions.length > 0;
+    if (!info.methods.includes('action') || !hasWorkflow || (!stock && !offered.list.length && !pending && !refused && !offered.unknown)) {
       el.hidden = true;
       el.replaceChildren();
       return;
@@ -461,13 +462,13 @@ export class FormView {
       disabled: stock || !!pending || this.actionBusy, onclick: () => this.runAction(tr)}, tr.title));
     replace(el,
       h('h2', {}, t('actions')),
-      stock && offered.list.length ? h('p', {class: 'alert warn stock-note'}, t('stockWorkflow')) : null,
+      stock ? h('p', {class: 'alert warn stock-note'}, t('stockWorkflow')) : null,
       pending ? h('p', {class: 'alert pending-note'}, t('transitionPending', {action: transitionTitle(info, pending)})) : null,
       refused ? h('p', {class: 'alert err refused-note'}, t('transitionRefused', {message: refused})) : null,
-      offered.unknown ? h('p', {class: 'muted'}, t('stateUnknown', {state: String(offered.state || '')})) : null,
+      offered.unknown && !stock ? h('p', {class: 'muted'}, t('stateUnknown', {state: String(offered.state || '')})) : null,
       offered.list.length ? [
         h('div', {class: 'field'}, h('label', {for: cid}, t('actionComment')), this.comment),
-        h('div', {class: 'buttons'}, this.actionButtons)] : (offered.unknown ? null : h('p', {class: 'muted'}, t('noTransitions'))),
+        h('div', {class: 'buttons'}, this.actionButtons)] : (offered.unknown || stock ? null : h('p', {class: 'muted'}, t('noTransitions'))),
       this.actionResult);
   }
 
@@ -529,6 +530,7 @@ export class FormView {
       }
       this.app.replaceHash(docHash(this.id));
       this.load();
+      for (const lb of this.listboxes) lb.changed();
       return;
     }
     const ids = detail.ids || [];

@@ -21,7 +21,6 @@ export class ListBox {
     this.app = view.app;
     this.session = view.session;
     this.m = m;
-    this.parent = view.id;
     this.childType = (m.listboxTypes && m.listboxTypes[0]) || '';
     this.child = this.childType ? this.app.typeInfo(this.childType) : null;
     this.columns = (m.columns && m.columns.length ? m.columns : [['title', 'Title']]).map(([c, title]) => {
@@ -44,6 +43,11 @@ export class ListBox {
       h('div', {class: 'table-wrap'}, this.table),
       this.adder);
     this.load();
+  }
+
+  // parent is the open document: its id changes when head office numbers a new one.
+  get parent() {
+    return this.view.id;
   }
 
   // linkColumn is the column whose cell opens the line: its product (or title), else the first.
@@ -78,7 +82,8 @@ export class ListBox {
     }
     this.addError = h('p', {class: 'field-error', role: 'alert', hidden: true});
     this.addButton = h('button', {type: 'submit', class: 'secondary'}, t('addLine'));
-    return h('form', {class: 'add-line', novalidate: true, 'aria-label': t('addLine'), onsubmit: (e) => { e.preventDefault(); this.add(); }},
+    return h('form', {class: 'add-line', novalidate: true, 'aria-label': t('addLine'), onsubmit: (e) => { e.preventDefault(); this.add(); },
+      oninput: (e) => { for (const w of this.addWidgets) if (w.control === e.target) w.proposed = false; }},
       h('div', {class: 'add-fields'}, this.addWidgets.map((w) => w.wrap), h('div', {class: 'field compact add-button'}, this.addButton)),
       this.addError,
       h('p', {class: 'hint'}, h('a', {href: newHash(this.childType) + '?parent=' + encodeURIComponent(this.parent)}, t('addLineFull'))));
@@ -86,20 +91,23 @@ export class ListBox {
 
   // picked: a product chosen in the add row proposes its base price as the line's price
   // (the clerk may change it; head office prices the order in the end).
-  async picked(w) {
+  picked(w) {
     const price = this.addWidgets.find((x) => x.m.prop === 'price');
-    if (!price || !w.picker || !w.picker.value || price.raw() !== '') return;
-    let doc;
-    try {
-      doc = await this.session.get(w.picker.value);
-    } catch {
-      return;
-    }
-    if (typeof doc.base_price === 'number' && price.raw() === '') price.setRaw(String(doc.base_price));
+    if (!price || !w.picker || !w.picker.value || (price.raw() !== '' && !price.proposed)) return;
+    const id = w.picker.value;
+    this.pricing = this.session.get(id).then((doc) => {
+      if (w.picker.value !== id || (price.raw() !== '' && !price.proposed)) return;
+      if (typeof doc.base_price === 'number') {
+        price.setRaw(String(doc.base_price));
+        price.proposed = true; // a later product may replace it, until the clerk types one
+      }
+    }, () => {});
+    return this.pricing;
   }
 
   async add() {
     if (this.adding) return;
+    await this.pricing; // a product's proposed price, still on its way
     const doc = {portal_type: this.childType, parent_relative_url: this.parent};
     for (const w of this.addWidgets) {
       w.err.hidden = true;
@@ -129,7 +137,10 @@ export class ListBox {
       this.adding = false;
       this.addButton.disabled = false;
     }
-    for (const w of this.addWidgets) w.setRaw(w.m.type === 'CheckBoxField' ? 'false' : '');
+    for (const w of this.addWidgets) {
+      w.setRaw(w.m.type === 'CheckBoxField' ? 'false' : '');
+      w.proposed = false;
+    }
     if (this.addWidgets[0]) this.addWidgets[0].control.focus();
     this.load();
   }

@@ -21,7 +21,7 @@
         last = undefined;
       }
       if (last) return last;
-      if (Date.now() - t0 > ms) throw new Error('timed out waiting for ' + what + ' (on ' + location.hash + '): ' + text($('main')).slice(0, 600));
+      if (Date.now() - t0 > ms) throw new Error('timed out waiting for ' + what + ' (on ' + location.hash + '): ' + text($('main')).slice(0, 300) + ' … ' + text($('.listbox')).slice(0, 600));
       await new Promise((r) => setTimeout(r, 30));
     }
   }
@@ -108,7 +108,13 @@
       const title = await pickChoose('.listbox .add-line [data-field=resource]', id);
       type($('[data-field=quantity] input', box), String(quantity));
       $('button[type=submit]', box).click();
-      await wait('the new line in the list', () => $$('.listbox tbody tr').length === before + 1);
+      try {
+        await wait('the new line in the list', () => $$('.listbox tbody tr').length === before + 1);
+      } catch (e) {
+        const order = decodeURIComponent(location.hash.slice('#/doc/'.length));
+        const all = await window.app.session.allDocs({query: 'portal_type:"Sale Order Line"', limit: [0, 400], select_list: ['parent_relative_url', 'resource', 'quantity']});
+        throw new Error(e.message + ' | order ' + order + ' | lines: ' + JSON.stringify(all.rows.filter((r) => !/^sale_order_module\/\d+\/\d+$/.test(r.id) || (r.value.parent_relative_url || '').includes(order)).slice(0, 5)) + ' ' + all.total_rows);
+      }
       return title;
     },
 
@@ -147,6 +153,14 @@
     async open(id) {
       await go('#/doc/' + id.split('/').map(encodeURIComponent).join('/'), () => $('.doc-form .field') && !$$('.doc-form input').some((i) => i.value === '…'));
       return {labels: $$('.doc-form .field label').map(text)};
+    },
+
+    // show scrolls an element to the top of the screen, for a screenshot.
+    async show(sel) {
+      const el = await wait(sel, () => $(sel));
+      el.scrollIntoView({block: 'start'});
+      window.scrollBy(0, -16);
+      return true;
     },
 
     async label(field) {
