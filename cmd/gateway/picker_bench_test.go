@@ -149,6 +149,8 @@ func BenchmarkPickerSuggestions(b *testing.B) {
 		})
 	})
 	b.Run("get-baseline", func(b *testing.B) {
-		run(b, func(i int) (string, any) { return "get", map[string]string{"id": fmt.Sprintf("person_module/%d", 3*(i%1000))} })
+		run(b, func(i int) (string, any) {
+			return "get", map[string]string{"id": fmt.Sprintf("person_module/%d", 3*(i%1000))}
+		})
 	})
 }
