@@ -210,7 +210,8 @@ func pairs(p ...[2]string) []any {
 
 // QuantityUnits are the Product form's quantity units ([title, value]): the demo data uses
 // the values.
-var QuantityUnits = [][2]string{{"Unit", "unit"}, {"Kilogram", "kg"}, {"Metre", "m"}, {"Litre", "l"}, {"Box", "box"}}
+// ERP5's quantity units are category paths.
+var QuantityUnits = [][2]string{{"Piece", "unit/piece"}, {"Kilogram", "mass/kilogram"}, {"Litre", "volume/liter"}, {"Metre", "length/meter"}}
 
 // Currencies are the Sale Order form's currencies ([title, value]).
 var Currencies = [][2]string{{"CFA Franc BCEAO", "currency_module/XOF"}, {"Euro", "currency_module/EUR"}, {"US Dollar", "currency_module/USD"}}

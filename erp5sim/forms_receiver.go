@@ -53,7 +53,8 @@ func receiverWorkflow(w *WorkflowDef) map[string]any {
 	states := map[string]any{}
 	used := map[string]bool{}
 	for _, st := range w.States {
-		states[st.ID] = map[string]any{"title": st.Title, "transitions": anyList(st.Transitions)}
+		ts := anyList(st.Transitions)
+		states[st.ID] = map[string]any{"title": st.Title, "transitions": ts}
 		for _, t := range st.Transitions {
 			used[t] = true
 		}
@@ -179,4 +180,125 @@ func (s *Server) FormsAnswer(portalTypes []string) map[string]any {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return map[string]any{"types": s.formsAnswerLocked(slices.Clone(portalTypes), nil)}
+}
+
+// SetWorkflow replaces the workflow graph a portal type's documents and the forms answer
+// show (nil: none). The transitions the double applies stay its own (schema.go).
+func (s *Server) SetWorkflow(portalType string, w *WorkflowDef) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if w == nil {
+		delete(s.workflows, portalType)
+		return
+	}
+	c := *w
+	c.States = slices.Clone(w.States)
+	s.workflows[portalType] = &c
+}
+
+// FormFromReceiver builds a form from the forms answer's form object (the inverse of what the
+// receiver sends): fields keep every key but the common ones as Extra.
+func FormFromReceiver(m map[string]any) (*FormDef, error) {
+	f := &FormDef{Fields: map[string]*FormField{}}
+	f.ID, _ = m["form_id"].(string)
+	f.Title, _ = m["title"].(string)
+	fields, _ := m["fields"].(map[string]any)
+	groups, _ := m["group_list"].([]any)
+	for _, g := range groups {
+		pair, ok := g.([]any)
+		if !ok || len(pair) != 2 {
+			return nil, fmt.Errorf("form %s: a group is not [id, fields]", f.ID)
+		}
+		gid, _ := pair[0].(string)
+		ids, _ := pair[1].([]any)
+		grp := FormGroup{ID: gid}
+		for _, x := range ids {
+			id, _ := x.(string)
+			raw, ok := fields[id].(map[string]any)
+			if !ok {
+				return nil, fmt.Errorf("form %s: group %s names %q, which is not a field", f.ID, gid, id)
+			}
+			ff := &FormField{ID: id, Extra: map[string]any{}}
+			for k, v := range raw {
+				switch k {
+				case "type":
+					s, _ := v.(string)
+					ff.Type = FieldType(s)
+				case "title":
+					ff.Title, _ = v.(string)
+				case "description":
+					ff.Description, _ = v.(string)
+				case "editable":
+					ff.Editable = truthy(v)
+				case "required":
+					ff.Required = truthy(v)
+				case "hidden":
+					ff.Hidden = truthy(v)
+				case "base_category":
+					ff.Property, _ = v.(string)
+				default:
+					ff.Extra[k] = v
+				}
+			}
+			if ff.Property == "" && ff.Type != ListBox {
+				ff.Property = strings.TrimPrefix(id, "my_")
+				if st, ok := strings.CutPrefix(ff.Property, "translated_"); ok && strings.HasSuffix(st, "_state") {
+					ff.Property = st
+				}
+			}
+			grp.Fields = append(grp.Fields, id)
+			f.Fields[id] = ff
+		}
+		f.Groups = append(f.Groups, grp)
+	}
+	return f, nil
+}
+
+// truthy reads a Formulator flag given as 1/0 or true/false.
+func truthy(v any) bool {
+	switch x := v.(type) {
+	case bool:
+		return x
+	case json.Number:
+		return x.String() == "1"
+	case float64:
+		return x == 1
+	case int:
+		return x == 1
+	}
+	return false
+}
+
+// WorkflowFromReceiver builds a workflow graph from the forms answer's workflow object.
+func WorkflowFromReceiver(m map[string]any) (*WorkflowDef, error) {
+	w := &WorkflowDef{Titles: map[string]string{}}
+	w.ID, _ = m["id"].(string)
+	w.StateVar, _ = m["state_variable"].(string)
+	if w.StateVar == "" {
+		return nil, fmt.Errorf("workflow %s: no state_variable", w.ID)
+	}
+	states, _ := m["states"].(map[string]any)
+	ids := make([]string, 0, len(states))
+	for id := range states {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		st, _ := states[id].(map[string]any)
+		ws := WorkflowState{ID: id}
+		ws.Title, _ = st["title"].(string)
+		list, _ := st["transitions"].([]any)
+		for _, t := range list {
+			if s, ok := t.(string); ok {
+				ws.Transitions = append(ws.Transitions, s)
+			}
+		}
+		w.States = append(w.States, ws)
+	}
+	trans, _ := m["transitions"].(map[string]any)
+	for id, t := range trans {
+		tm, _ := t.(map[string]any)
+		w.Titles[id], _ = tm["title"].(string)
+	}
+	return w, nil
 }

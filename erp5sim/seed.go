@@ -26,7 +26,7 @@ var (
 	prodNouns  = []string{"Pompe", "Câble", "Filtre", "Pneu", "Batterie", "Panneau solaire", "Générateur", "Tuyau", "Courroie", "Moteur", "Vanne", "Roulement", "Sac de ciment", "Bidon d'huile", "Kit de réparation"}
 	prodAdjs   = []string{"renforcé", "standard", "industriel", "compact", "haute pression", "tout-terrain", "12 V", "24 V", "inox", "galvanisé"}
 	prodLines  = []string{"mechanics", "electricity", "consumables", "construction", "medical"}
-	units      = []string{"unit", "kg", "m", "l", "box"}
+	units      = []string{"unit/piece", "mass/kilogram", "volume/liter", "length/meter"} // QuantityUnits' values
 	currencies = []string{"currency_module/XOF", "currency_module/EUR", "currency_module/USD"}
 	words      = strings.Fields("livraison urgente vérifier le stock avant expédition contrôle qualité effectué pièce défectueuse remplacée sous garantie client prévenu par téléphone camion en route retard dû à la piste inondée commande groupée avec le site voisin prix négocié remise accordée inventaire mensuel réception partielle reliquat à suivre")
 )

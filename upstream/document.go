@@ -100,7 +100,11 @@ func (c *Client) traverseDoc(ctx context.Context, id, view string) (*Document, e
 	if err != nil {
 		return nil, err
 	}
-	u, err := c.expand(root.Traverse, map[string]any{"relative_url": id, "view": view})
+	vars := map[string]any{"relative_url": id}
+	if view != "" {
+		vars["view"] = view
+	}
+	u, err := c.expand(root.Traverse, vars)
 	if err != nil {
 		return nil, err
 	}
@@ -119,6 +123,12 @@ func (c *Client) traverseDoc(ctx context.Context, id, view string) (*Document, e
 		c.learn(doc)
 	}
 	return doc, nil
+}
+
+// Links traverses id without a view: the document's links only, among them the workflow
+// transitions of its current state (Document.Transitions), for a fraction of a form's bytes.
+func (c *Client) Links(ctx context.Context, id string) (*Document, error) {
+	return c.traverseDoc(ctx, id, "")
 }
 
 // viewField is a rendered form field's keys that ParseDocument reads.

@@ -27,7 +27,9 @@ func (d *Downlink) pullStock(ctx context.Context, st *scopeState) error {
 	// document by it (ERP5-FORMS.md §4).
 	selectList := withKeys(st.Fields, "modification_date", "uid")
 	if len(st.Fields) == 0 {
-		selectList = []string{"modification_date", "uid"}
+		// Every field comes from the document's form, whose state field shows the state's
+		// title: its id comes with the search.
+		selectList = []string{"modification_date", "uid", "validation_state", "simulation_state"}
 	}
 	passStart := d.erp5Now().Add(-time.Second)
 	var cond query.Query
@@ -64,6 +66,11 @@ func (d *Downlink) pullStock(ctx context.Context, st *scopeState) error {
 				fields = doc.Fields
 				if uid, ok := r.Fields["uid"]; ok && uid != nil {
 					fields["uid"] = uid
+				}
+				for sv := range doc.States {
+					if v, ok := r.Fields[sv]; ok {
+						fields[sv] = v
+					}
 				}
 			} else if !slices.Contains(st.Fields, "modification_date") {
 				delete(fields, "modification_date")

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"sitesync.example/gateway/query"
@@ -455,16 +456,20 @@ func (d *Downlink) learnStockType(ctx context.Context, pt string, old *LearnedTy
 		}
 		doc := first
 		if samples[st] != first.ID {
+			// The links alone carry the state's transitions.
 			if err := d.gate(ctx); err != nil {
 				return nil, err
 			}
-			if doc, err = d.Client.Get(ctx, samples[st]); err != nil {
+			if doc, err = d.Client.Links(ctx, samples[st]); err != nil {
 				return nil, err
 			}
 		}
 		title, _ := doc.States[sf].(string)
+		if old := w.States[st]; title == "" && old != nil {
+			title = old.Title
+		}
 		if title == "" {
-			title = st
+			title = humanState(st)
 		}
 		w.States[st] = &WorkflowState{Title: title, Transitions: doc.Transitions}
 	}
@@ -514,4 +519,13 @@ func ParseFormsExport(line []byte, now time.Time) ([]StoredForm, error) {
 		out = append(out, sf)
 	}
 	return out, nil
+}
+
+// humanState is a state id as a title when ERP5's is unknown: "auto_planned" → "Auto planned".
+func humanState(id string) string {
+	s := strings.ReplaceAll(id, "_", " ")
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
 }

@@ -139,7 +139,7 @@ func DefaultConfig() Config {
 			View:     "view",
 			Modules:  gateway.DefaultModules(),
 			Scopes: []ScopeConfig{
-				{Name: "Person", PortalType: "Person", Fields: []string{"title", "first_name", "last_name", "email", "reference"}},
+				{Name: "Person", PortalType: "Person", Fields: []string{"title", "first_name", "last_name", "default_email_text", "reference"}},
 			},
 			CostPerMB: 5.0,
 		},
