@@ -743,6 +743,26 @@ func TestWebApp(t *testing.T) {
 			tab.waitText(t, ".sync-panel", "Head office rejected the last change: reference P-0101 is already used by Ana Lima")
 			tab.do(t, "open the conflicting person", chromedp.Navigate(g.s.URL()+"#/doc/"+conflictID))
 			tab.waitText(t, ".sync-panel", "In conflict")
+			tab.wait(t, "the site's email", `document.querySelector('[data-field=email] input')?.value === 'carla@example.org'`)
+			// The operator keeps head office's value: the open form shows it by itself.
+			var conflicts []struct {
+				Seq   int64  `json:"seq"`
+				State string `json:"state"`
+			}
+			if err := json.Unmarshal([]byte(runWebCLI(t, dir, "outbox", "ls", "-o", "json", "--doc", conflictID)), &conflicts); err != nil || len(conflicts) != 1 {
+				t.Fatalf("outbox ls for %s: %v %v", conflictID, conflicts, err)
+			}
+			runWebCLI(t, dir, "outbox", "resolve", fmt.Sprint(conflicts[0].Seq), "--keep", "remote", "--yes")
+			// The gateway learns of it from the database at its next status (every few seconds).
+			func() {
+				ctx, cancel := context.WithTimeout(tab.ctx, 45*time.Second)
+				defer cancel()
+				if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.querySelector('[data-field=email] input')?.value === 'carla.mendes@mina.example'`,
+					chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(40*time.Second))); err != nil {
+					t.Fatalf("head office's email in the open form: %v\n%s", err, tab.describe())
+				}
+			}()
+			tab.waitText(t, ".sync-panel", "At head office")
 			tab.do(t, "open a person the replica lacks", chromedp.Navigate(g.s.URL()+"#/doc/person_module/999"))
 			tab.waitText(t, "main .alert", "This document does not exist on the site gateway.")
 		}},

@@ -567,7 +567,13 @@ export class FormView {
       this.renderWorkflow();
     }
     const key = JSON.stringify(this.app.status && this.app.status.outbox);
-    if (this.lastOutbox !== undefined && key !== this.lastOutbox) this.refreshSync();
+    if (this.lastOutbox !== undefined && key !== this.lastOutbox) {
+      this.refreshSync();
+      // The outbox moved (an upload settled, the operator resolved a conflict from the
+      // command line): the document may have changed without a notification for it. load
+      // shows it in place unless the user is typing (then behind a note).
+      if (this.id && !this.saving) this.load();
+    }
     this.lastOutbox = key;
   }
 
