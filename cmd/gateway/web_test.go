@@ -997,6 +997,9 @@ func TestWebApp(t *testing.T) {
 			store.waitText(t, "main", "This browser is not paired. Open the pairing link the gateway operator gave you.")
 			store.do(t, "pair", chromedp.Navigate(g.s.URL()+"pair#code="+code))
 			store.waitText(t, "#state", "Connected as store-1 (storekeeper).")
+			// No order line in the replica, and ERP5 never reached for them: the list says so.
+			store.do(t, "open the order lines", chromedp.Navigate(g.s.URL()+"#/list/Sale%20Order%20Line"))
+			store.waitText(t, ".empty", "Head office (ERP5) has not been reached yet")
 			store.do(t, "open the order", chromedp.Navigate(g.s.URL()+"#/doc/sale_order_module/31"))
 			store.wait(t, "the order form", `document.querySelector('[data-field=destination] input') !== null`)
 			var form struct {

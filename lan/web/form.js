@@ -53,6 +53,8 @@ export class FormView {
       return;
     }
     let doc;
+    // The outbox as it was when this version was read: a later move reloads it (status).
+    const outboxSeen = JSON.stringify(this.app.status && this.app.status.outbox);
     try {
       doc = await s.get(this.id);
     } catch (err) {
@@ -65,6 +67,7 @@ export class FormView {
     if (this.destroyed) return;
     const first = !this.doc;
     this.doc = doc;
+    if (this.app.status) this.lastOutbox = outboxSeen;
     this.type = doc.portal_type || this.type;
     if (first) this.build();
     else this.refreshValues();

@@ -295,8 +295,8 @@ export class ListView {
     this.empty.hidden = this.rows.length !== 0;
     if (!this.rows.length) {
       const canPost = this.info.methods.includes('post');
-      const fresh = this.app.status && this.app.status.fresh_at;
-      const reached = this.freshAt || (fresh && fresh[this.type]);
+      const reached = this.reached();
+      this.reachedShown = reached;
       const what = filtered ? t('noneMatch') : reached ? t('noneYet', {type: typeName(this.type, 'other')}) : t('notReached', {type: typeName(this.type, 'other')});
       replace(this.empty, h('p', {}, what),
         !filtered && canPost ? h('a', {class: 'button primary', href: newHash(this.type)}, t('newDoc', {type: typeName(this.type, 'one')})) : null);
@@ -327,6 +327,16 @@ export class ListView {
     if (typeof val === 'number') return formatNumber(val, {precision: f && Number.isInteger(f.precision) ? f.precision : undefined});
     if (typeof val === 'string' && /\d{2}:\d{2}/.test(val) && parseDate(val)) return formatDate(val);
     return formatValue(val, {lang, yes: t('yes'), none});
+  }
+
+  // reached: the downlink has heard from ERP5 for this type's scope (scopes are named after
+  // their portal type; where none is, any scope heard from counts).
+  reached() {
+    const fresh = this.app.status && this.app.status.fresh_at;
+    if (!fresh) return !!this.freshAt;
+    const keys = Object.keys(fresh);
+    if (keys.includes(this.type)) return true;
+    return keys.length > 0 && !keys.some((k) => this.app.types && this.app.types.has(k));
   }
 
   renderRow(row) {
@@ -380,6 +390,7 @@ export class ListView {
   }
 
   status() {
+    if (!this.empty.hidden && this.rows.length === 0 && this.reachedShown !== this.reached()) this.refresh();
     // Uploads change rows' states: refresh when the outbox counts move.
     const key = JSON.stringify(this.app.status && this.app.status.outbox);
     if (this.lastOutbox !== undefined && key !== this.lastOutbox) this.refresh();
