@@ -139,8 +139,10 @@
 
     async act(title) {
       const b = await wait(`the ${title} button`, () => $$('.actions .buttons button').find((x) => text(x) === title && !x.disabled));
+      const before = text($('.state-chip'));
       b.click();
-      await wait(`${title} recorded`, () => /recorded/.test(text($('.action-result'))) || $('.pending-note'));
+      // The state shown moves: "pending: …" until ERP5 answers (or already its new state).
+      await wait(`${title} shown as pending`, () => text($('.state-chip')) !== before);
       return this.workflow();
     },
 
