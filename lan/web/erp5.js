@@ -206,7 +206,7 @@ export class Titles {
     return new Promise((resolve) => {
       if (!this.waiting.has(id)) this.waiting.set(id, []);
       this.waiting.get(id).push(resolve);
-      if (!this.timer) this.timer = setTimeout(() => this.flush(), 15);
+      if (!this.timer) this.timer = setTimeout(() => this.flush(), 0);
     });
   }
 
