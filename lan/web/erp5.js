@@ -335,6 +335,12 @@ export function formModel(info, {doc = null, method = 'put'} = {}) {
           listboxTypes: f.listbox_portal_types || [],
           fs: schema[prop] || null,
         };
+        // The workflow's state shows as ERP5 names it (Draft, not draft).
+        if (prop && prop === stateField && info.workflow.states) {
+          m.items = Object.entries(info.workflow.states).map(([id, st]) => [st.title || humanLabel(id), id]);
+          m.type = 'ListField';
+          m.editable = false;
+        }
         fields.push(m);
       }
       if (fields.length) groups.push({id: g.id, fields});

@@ -12,7 +12,6 @@ const NUMBER_RE = /^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/;
 export function hintFor(m) {
   const fs = m.fs;
   const parts = [];
-  if (m.type === 'RelationStringField' || m.type === 'MultiRelationStringField') parts.push(t('relationHint'));
   if (m.type === 'LinesField' || m.type === 'MultiListField') parts.push(m.items ? '' : t('listHint'));
   if (m.percent) parts.push(t('percentHint'));
   if (fs && fs.pattern && !/RelationStringField$/.test(m.type)) {

@@ -40,7 +40,7 @@ export class ListBox {
     this.el = h('section', {class: 'listbox', 'aria-labelledby': hid, 'data-field': m.id},
       h('h2', {id: hid}, m.title),
       this.summary,
-      h('div', {class: 'table-wrap'}, this.table),
+      this.wrap = h('div', {class: 'table-wrap', hidden: true}, this.table),
       this.adder);
     this.load();
   }
@@ -149,7 +149,7 @@ export class ListBox {
     const seq = ++this.seq;
     if (!this.child || !this.child.methods.includes('allDocs')) {
       this.summary.textContent = t('denied', {message: reasonText('denied', '')});
-      this.table.hidden = true;
+      this.wrap.hidden = true;
       return;
     }
     const props = new Set(['title', 'quantity', 'price', 'total_price']);
@@ -197,7 +197,7 @@ export class ListBox {
     replace(this.tfoot, summed && totalCol >= 0 ? h('tr', {class: 'sum'}, this.columns.map((col, i) => h(i === 0 ? 'th' : 'td',
       {class: i === totalCol ? 'num' : null, 'data-label': i === totalCol ? col.title : null, scope: i === 0 ? 'row' : null},
       i === 0 ? t('linesTotal') : i === totalCol ? formatNumber(sum, {precision: 2}) : ''))) : null);
-    this.table.hidden = !res.rows.length;
+    this.wrap.hidden = !res.rows.length;
     this.summary.textContent = res.rows.length ? t('linesCount', {count: res.rows.length}) : t('noLines');
     this.total = summed ? sum : null;
   }
