@@ -415,6 +415,20 @@ func TestStory_Chromium(t *testing.T) {
 			}
 			tab.call(t, steps, "wait('the new label', () => document.querySelector('.doc-form [data-field=\""+plan.Relabel.Field+"\"] label')?.innerText.startsWith("+jsArgs(plan.Relabel.Title)+"), 60000)", nil)
 			shot("8-relabelled", ".doc-form")
+
+			// The orders' list speaks ERP5 too: ERP5's labels, customers' titles, formatted dates.
+			tab.do(t, "the orders", chromedp.Navigate(d.Server.URL()+"#/list/Sale%20Order?q="+strings.ReplaceAll(plan.Title, " ", "%20")))
+			tab.wait(t, "the order in the list", `(() => { const b = document.querySelector('table.rows tbody'); return b && b.innerText.includes(`+jsArgs(plan.Title)+`) && !b.innerText.includes('…'); })()`)
+			var list struct{ Head, Row string }
+			tab.eval(t, `({Head: document.querySelector('table.rows thead').innerText, Row: document.querySelector('table.rows tbody tr').innerText})`, &list)
+			customer, _ := d.Sim.Document(plan.CustomerID).Properties["title"].(string)
+			if !strings.Contains(list.Row, customer) || strings.Contains(list.Row, "_module/") || !strings.Contains(list.Row, "2026") || !strings.Contains(list.Row, "Confirmed") {
+				t.Errorf("the order's row = %q: want its customer's title %q, its date and its state's title", list.Row, customer)
+			}
+			if !strings.Contains(list.Head, plan.Relabel.Title) || !strings.Contains(list.Head, "Order Date") {
+				t.Errorf("the list's columns = %q: want ERP5's labels", list.Head)
+			}
+			shot("10-orders-list")
 		})
 	}
 }

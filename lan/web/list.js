@@ -100,7 +100,7 @@ export class ListView {
     const tools = h('div', {class: 'tools'},
       select(t('searchIn'), 'in', [['', t('anyField')], ...this.inFields.map((f) => [f, labelOf(this.info, f)])], this.st.in,
         (e) => { this.st.in = e.target.value; this.search(); }),
-      this.enums.map((e) => select(labelOf(this.info, e.field), 'f-' + e.field, [['', t('anyValue')], ...e.values.map((v) => [v, formatValue(v, {lang})])],
+      this.enums.map((e) => select(labelOf(this.info, e.field), 'f-' + e.field, [['', t('anyValue')], ...e.values.map((v) => [v, this.valueText(e.field, v)])],
         this.st.filters[e.field] || '', (ev) => {
           if (ev.target.value) this.st.filters[e.field] = ev.target.value;
           else delete this.st.filters[e.field];
@@ -301,6 +301,15 @@ export class ListView {
       replace(this.empty, h('p', {}, what),
         !filtered && canPost ? h('a', {class: 'button primary', href: newHash(this.type)}, t('newDoc', {type: typeName(this.type, 'one')})) : null);
     }
+  }
+
+  // valueText names a value of a field with a fixed set of values: ERP5's item or state title.
+  valueText(field, v) {
+    const wf = this.info.workflow;
+    if (wf && field === wf.state_field) return stateTitle(this.info, v);
+    const f = fieldOf(this.info, field);
+    const it = f && Array.isArray(f.items) ? f.items.find((i) => String(i[1]) === String(v)) : null;
+    return it ? String(it[0]) : formatValue(v, {lang});
   }
 
   // cell shows a value as ERP5 does: a related document's title, a date or number in the
