@@ -271,3 +271,44 @@ func must(t testing.TB, err error) {
 		t.Fatal(err)
 	}
 }
+
+// TestDocsImport_Forms: an export's forms line is learned by `docs import --set-cursors`;
+// a bad one fails the import with its reason; a plain import leaves forms lines to the
+// importer (they are not documents).
+func TestDocsImport_Forms(t *testing.T) {
+	t.Chdir(t.TempDir())
+	dir := t.TempDir()
+	sim := erp5sim.New(erp5sim.Options{})
+	forms, err := json.Marshal(map[string]any{"forms": sim.FormsAnswer([]string{"Person", "Sale Order"})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := string(forms) + "\n" + `{"id":"person_module/7","doc":{"portal_type":"Person","title":"Known"},"version":"2026-11-20T10:00:00.000001Z"}` + "\n"
+	out, errOut, code := runDocs(t, in, "--data-dir", dir, "docs", "import", "--set-cursors", "-")
+	if code != 0 || !strings.Contains(out, "learned the forms of 3 portal types") || !strings.Contains(out, "imported 1 documents") {
+		t.Fatalf("import: exit %d: %s %s", code, out, errOut)
+	}
+	m := NewMain()
+	m.Config = DefaultConfig()
+	m.Config.DataDir = dir
+	db, err := m.OpenDB(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := db.LearnedForms(context.Background())
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var types []string
+	for _, r := range rows {
+		types = append(types, r.PortalType)
+	}
+	if !slices.Equal(types, []string{"Person", "Sale Order", "Sale Order Line"}) {
+		t.Errorf("learned %v", types)
+	}
+	bad := `{"forms":{"types":[{"portal_type":"Person","form":{"group_list":[["left"]]}}]}}` + "\n"
+	if _, errOut, code := runDocs(t, bad, "--data-dir", t.TempDir(), "docs", "import", "--set-cursors", "-"); code == 0 || !strings.Contains(errOut, "forms record") {
+		t.Errorf("a bad forms line: exit %d: %s", code, errOut)
+	}
+}
