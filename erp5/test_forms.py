@@ -104,5 +104,94 @@ class TestCore(unittest.TestCase):
         self.assertEqual([t["portal_type"] for t in out["types"]], ["A"])
 
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "extension"))
+import SyncGatewayForms as ext  # noqa: E402
+
+
+class FakeField(object):
+    def __init__(self, fid, meta_type, values, template=None):
+        self.id, self.meta_type, self.values, self.template = fid, meta_type, values, template
+
+    def getId(self):
+        return self.id
+
+    def get_value(self, key):
+        if key not in self.values:
+            raise KeyError(key)
+        return self.values[key]
+
+    def getRecursiveTemplateField(self):
+        return self.template
+
+
+class FakeForm(object):
+    def __init__(self, fid, title, groups):
+        self.id, self.title, self.groups = fid, title, groups
+
+    def getId(self):
+        return self.id
+
+    def get_groups(self):
+        return [g for g, _ in self.groups]
+
+    def get_fields_in_group(self, group):
+        return dict(self.groups)[group]
+
+
+class FakeState(object):
+    def __init__(self, title, transitions):
+        self.title, self.transitions = title, transitions
+
+
+class FakeTransition(object):
+    def __init__(self, actbox_name):
+        self.actbox_name = actbox_name
+
+
+class FakeDCWorkflow(object):
+    state_var = "simulation_state"
+
+    def __init__(self):
+        self.states = {"draft": FakeState("Draft", ("confirm", "confirm_action", "cancel_action")),
+                       "confirmed": FakeState("Confirmed", ())}
+        self.transitions = {"confirm_action": FakeTransition("Confirm Order"), "cancel_action": FakeTransition("Cancel Order")}
+
+    def getId(self):
+        return "order_workflow"
+
+
+class TestExtension(unittest.TestCase):
+    """The ERP5 adapter over stand-ins for ERP5Form and DCWorkflow objects."""
+
+    def test_form_object(self):
+        common = {"title": "Client", "description": "", "editable": 1, "hidden": 0, "required": 0, "enabled": 1}
+        relation = FakeField("my_destination_title", "ProxyField", dict(common, portal_type=[("Organisation",)],
+                             catalog_index="title", base_category="destination", allow_jump=1, allow_creation=0),
+                             template=FakeField("t", "RelationStringField", {}))
+        date = FakeField("my_start_date", "DateTimeField", dict(common, title="Date", date_only=1))
+        hidden = FakeField("my_secret", "StringField", dict(common, enabled=0))
+        listbox = FakeField("listbox", "ListBox", dict(common, title="Lines", editable=0, columns=[("quantity", "Quantity")],
+                            portal_types=[("Sale Order Line", "Sale Order Line")]))
+        form = FakeForm("SaleOrder_view", "Sale Order", [("left", [relation, date, hidden]), ("bottom", [listbox]),
+                                                         ("hidden", [FakeField("my_x", "StringField", common)])])
+        out = ext.form_object(form)
+        self.assertEqual(out["group_list"], [["left", ["my_destination_title", "my_start_date"]], ["bottom", ["listbox"]]])
+        rel = out["fields"]["my_destination_title"]
+        self.assertEqual((rel["type"], rel["portal_types"], rel["base_category"], rel["editable"]),
+                         ("RelationStringField", ["Organisation"], "destination", 1))
+        self.assertEqual(out["fields"]["my_start_date"]["date_only"], 1)
+        lb = out["fields"]["listbox"]
+        self.assertNotIn("required", lb)
+        self.assertEqual(lb["portal_type"], [["Sale Order Line", "Sale Order Line"]])
+        self.assertEqual(core.embedded_types(out), ["Sale Order Line"])
+
+    def test_workflow_object(self):
+        w = ext.workflow_object(FakeDCWorkflow())
+        self.assertEqual(w["state_variable"], "simulation_state")
+        self.assertEqual(w["states"]["draft"]["transitions"], ["confirm_action", "cancel_action"])
+        self.assertEqual(w["transitions"]["confirm_action"], {"title": "Confirm Order"})
+        self.assertEqual(w["states"]["confirmed"]["transitions"], [])
+
+
 if __name__ == "__main__":
     unittest.main()

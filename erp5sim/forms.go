@@ -125,7 +125,9 @@ func (w *WorkflowDef) transitions(target map[string]string) map[string]Transitio
 }
 
 // ERP5's order_workflow (ERP5-FORMS.md §2): no transition leaves confirmed, there is no
-// "deliver"; validation_workflow as ERP5 ships it.
+// "deliver"; a cancelled order may be deleted (a site's remove). validation_workflow: which
+// transition leaves which state is inferred; delete_action (a site's remove) leaves every
+// state but deleted.
 var (
 	orderWorkflowDef = &WorkflowDef{ID: "order_workflow", StateVar: "simulation_state",
 		States: []WorkflowState{
@@ -133,7 +135,7 @@ var (
 			{ID: "planned", Title: "Planned", Transitions: []string{"cancel_action", "confirm_action", "order_action"}},
 			{ID: "ordered", Title: "Ordered", Transitions: []string{"cancel_action", "confirm_action"}},
 			{ID: "confirmed", Title: "Confirmed"},
-			{ID: "cancelled", Title: "Cancelled"},
+			{ID: "cancelled", Title: "Cancelled", Transitions: []string{"delete_action"}},
 			{ID: "deleted", Title: "Deleted"},
 		},
 		Titles: map[string]string{"plan_action": "Plan", "order_action": "Order", "confirm_action": "Confirm",
@@ -144,7 +146,7 @@ var (
 	validationWorkflowDef = &WorkflowDef{ID: "validation_workflow", StateVar: "validation_state",
 		States: []WorkflowState{
 			{ID: "draft", Title: "Draft", Transitions: []string{"validate_action", "delete_action"}},
-			{ID: "validated", Title: "Validated", Transitions: []string{"invalidate_action"}},
+			{ID: "validated", Title: "Validated", Transitions: []string{"invalidate_action", "delete_action"}},
 			{ID: "invalidated", Title: "Invalidated", Transitions: []string{"validate_action", "delete_action"}},
 			{ID: "deleted", Title: "Deleted"},
 		},

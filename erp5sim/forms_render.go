@@ -1,6 +1,8 @@
 package erp5sim
 
 import (
+	"bytes"
+	"compress/gzip"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -308,4 +310,20 @@ func (s *Server) actionWorkflowLocked(r *http.Request, d *Document, formID strin
 func b64JSON(v any) string {
 	b, _ := json.Marshal(v)
 	return base64.StdEncoding.EncodeToString(b)
+}
+
+// gzipHAL compresses a recorded hal+json answer when the request accepts gzip.
+func gzipHAL(r *http.Request, rec *recorder) {
+	if rec.header.Get("Content-Type") != HALType || rec.header.Get("Content-Encoding") != "" || rec.body.Len() == 0 ||
+		!strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+		return
+	}
+	var b bytes.Buffer
+	zw := gzip.NewWriter(&b)
+	zw.Write(rec.body.Bytes())
+	zw.Close()
+	rec.body.Reset()
+	rec.body.Write(b.Bytes())
+	rec.header.Set("Content-Encoding", "gzip")
+	rec.header.Add("Vary", "Accept-Encoding")
 }

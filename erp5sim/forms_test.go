@@ -24,6 +24,7 @@ func orderDocs() []*erp5sim.Document {
 		doc("sale_order_module/1/1", "Sale Order Line", map[string]any{"resource": "product_module/1", "quantity": "3", "simulation_state": "draft"}),
 		doc("sale_order_module/2", "Sale Order", map[string]any{"title": "SO2", "simulation_state": "ordered"}),
 		doc("sale_order_module/3", "Sale Order", map[string]any{"title": "SO3", "simulation_state": "confirmed"}),
+		doc("sale_order_module/4", "Sale Order", map[string]any{"title": "SO4", "simulation_state": "cancelled"}),
 	}
 }
 
@@ -65,9 +66,9 @@ func TestServer_FormRendering(t *testing.T) {
 		if _, ok := links["action_workflow"]; ok {
 			t.Errorf("confirmed offers %v", links["action_workflow"])
 		}
-		// A validated person: one transition, an object.
-		if aw, ok := dig(t, c.traverse(s, root, "person_module/1").json(t), "_links", "action_workflow").(map[string]any); !ok || aw["name"] != "invalidate_action" {
-			t.Errorf("validated person: %v", aw)
+		// A cancelled order: one transition, an object.
+		if aw, ok := dig(t, c.traverse(s, root, "sale_order_module/4").json(t), "_links", "action_workflow").(map[string]any); !ok || aw["name"] != "delete_action" {
+			t.Errorf("cancelled order: %v", aw)
 		}
 	}
 }

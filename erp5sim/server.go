@@ -102,6 +102,9 @@ type Options struct {
 	// render it.
 	JioView bool
 	Views   []string
+	// GzipHAL compresses HATEOAS answers with gzip for a request that accepts it, as a front
+	// end with compression does (the receiver's answers follow the request's encoding).
+	GzipHAL bool
 }
 
 // Server is the ERP5 double. Create it with New; it is safe for concurrent use.
@@ -550,6 +553,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.dispatch(rec, r, ep, rel)
+		if s.opts.GzipHAL {
+			gzipHAL(r, rec)
+		}
 	}
 	n := s.serveWithFault(w, r, ep, f, rec, process)
 	s.count(ep, body.n, n, handled, rec.status)

@@ -197,7 +197,8 @@ func (m *Main) StartServer(ctx context.Context) (s *Server, err error) {
 	if s.Uplink != nil {
 		s.Control.Handle("GET "+ControlUplinkStatusPath, UplinkStatusHandler(s.Uplink))
 		s.Control.HandleWake(control.WakeResume, s.Uplink.Resume)
-		s.Control.HandleWake(control.WakeDownlink, s.Downlink.SyncNow)
+		// `gateway sync now` pulls at once and asks ERP5 for its forms again.
+		s.Control.HandleWake(control.WakeDownlink, s.Downlink.RefreshForms)
 	}
 	if err := s.Control.Open(); err != nil {
 		return s, err
