@@ -217,6 +217,8 @@ export class App {
 
   onStatus(st) {
     this.status = st;
+    // The uplink learns whether head office runs the receiver after describe answered.
+    if (st && st.upstream_mode && st.upstream_mode !== this.upstreamMode) this.upstreamMode = st.upstream_mode;
     // ERP5's forms changed at head office (a relabel, a new field): describe again, and show
     // the page anew unless the user is typing in it (a draft keeps what was typed anyway).
     if (st && st.forms_hash && this.types && st.forms_hash !== this.formsHash && !this.describing) {

@@ -565,10 +565,8 @@ export class FormView {
   }
 
   status() {
-    if (this.syncState) {
-      this.renderSync();
-      this.renderWorkflow();
-    }
+    if (this.syncState) this.renderSync();
+    this.renderWorkflow(); // the upstream mode may have become known
     const key = JSON.stringify(this.app.status && this.app.status.outbox);
     if (this.lastOutbox !== undefined && key !== this.lastOutbox) {
       this.refreshSync();

@@ -257,12 +257,6 @@ export function has(key) {
   return typeof v === 'string' || typeof v === 'function';
 }
 
-/** humanise turns a field or transition name into words: first_name → First name. */
-export function humanise(name) {
-  const s = String(name).replace(/_action$/, '').replace(/[_-]+/g, ' ').trim();
-  return s ? s[0].toUpperCase() + s.slice(1) : String(name);
-}
-
 /** fieldLabel returns a property's label when no form names it: default_email_text → Email. */
 export function fieldLabel(name) {
   return fieldLabels[name] || humanLabel(name);
@@ -273,11 +267,6 @@ export function typeName(portalType, form = 'title') {
   const names = typeNames[portalType];
   if (names && names[form]) return names[form];
   return form === 'one' ? portalType.toLowerCase() : portalType;
-}
-
-/** transitionLabel returns a workflow transition's button label. */
-export function transitionLabel(name) {
-  return transitionLabels[name] || humanise(name);
 }
 
 /** reasonText explains an error reason, or returns the fallback. */

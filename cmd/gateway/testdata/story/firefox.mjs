@@ -61,7 +61,7 @@ try {
   }
   out.lines = await call('lines(3)');
   await shot('2-order-lines');
-  out.draft = await call('workflow()');
+  out.draft = await call(plan.stock ? "workflowNote('receiver')" : 'workflow()');
   if (!plan.stock) {
     out.afterConfirm = await call("act('Confirm')");
     const {id} = await control('confirmed', {title: plan.title});

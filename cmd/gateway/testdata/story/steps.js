@@ -137,6 +137,12 @@
       };
     },
 
+    // workflowNote waits for a note of the workflow section that mentions word.
+    async workflowNote(word) {
+      await wait(`a workflow note with "${word}"`, () => $$('.actions .alert').some((n) => text(n).includes(word)));
+      return this.workflow();
+    },
+
     async act(title) {
       const b = await wait(`the ${title} button`, () => $$('.actions .buttons button').find((x) => text(x) === title && !x.disabled));
       const before = text($('.state-chip'));
