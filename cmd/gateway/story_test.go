@@ -226,12 +226,17 @@ func checkOrderAtERP5(tb testing.TB, d *Demo, p storyPlan, dateField string) str
 		if order == nil {
 			return false
 		}
+		filled := 0
 		for _, doc := range d.Sim.Documents() {
 			if doc.PortalType == "Sale Order Line" && strings.HasPrefix(doc.ID, order.ID+"/") {
 				lines = append(lines, doc)
+				if doc.Properties["resource"] != nil && doc.Properties["quantity"] != nil {
+					filled++
+				}
 			}
 		}
-		return len(lines) == 3
+		// Stock ERP5 creates a line, then edits it: wait for both.
+		return len(lines) == 3 && filled == 3
 	})
 	if got := order.Properties["destination"]; got != p.CustomerID {
 		tb.Errorf("order's destination at ERP5 = %v, want %s", got, p.CustomerID)
@@ -352,6 +357,23 @@ func TestStory_Chromium(t *testing.T) {
 				t.Errorf("lines' total row = %q", lines.Total)
 			}
 			shot("4-order-lines", ".listbox")
+			if !mode.stock {
+				// A line opens from the order, links back to it, and is edited there.
+				var line struct{ Parent, Product string }
+				tab.call(t, steps, "openLine(0)", &line)
+				want, _ := d.Sim.Document(plan.Lines[0].ProductID).Properties["title"].(string)
+				if line.Parent != plan.Title || line.Product != want {
+					t.Errorf("the first line shows %+v, want part of %q with the product %q", line, plan.Title, want)
+				}
+				shot("4b-order-line", ".doc")
+				plan.Lines[0].Quantity++
+				tab.call(t, steps, "saveField('quantity', "+jsArgs(plan.Lines[0].Quantity)+")", nil)
+				tab.call(t, steps, "backToParent()", nil)
+				tab.call(t, steps, "lines(3)", &lines)
+				if len(lines.Rows) == 0 || !slices.Contains(lines.Rows[0], fmt.Sprintf("%.2f", plan.Lines[0].Quantity)) {
+					t.Errorf("after the edit the first line = %v, want quantity %.2f", lines.Rows, plan.Lines[0].Quantity)
+				}
+			}
 			if !mode.stock {
 				// On a tablet held upright the groups stack in one column.
 				tab.do(t, "a tablet, upright", chromedp.EmulateViewport(800, 1180, chromedp.EmulateTouch))

@@ -3,7 +3,7 @@
 
 import {t, messages} from '/strings.js';
 import {h, docHash, newID} from '/dom.js';
-import {dateInput, fromDateInput, formatDate, formatNumber, parseDate, RELATIVE_URL} from '/erp5.js';
+import {dateInput, fromDateInput, formatDate, formatNumber, parseDate, humanLabel, RELATIVE_URL} from '/erp5.js';
 import {RelationPicker} from '/relation.js';
 
 const NUMBER_RE = /^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/;
@@ -97,6 +97,8 @@ export function display(m, v, titles) {
       return Array.isArray(v) ? v.map(label).join(', ') : label(v);
     }
     default:
+      // A workflow state no learned workflow names: its id in words (draft → Draft).
+      if (typeof v === 'string' && m.prop && /_state$/.test(m.prop)) return humanLabel(v);
       if (Array.isArray(v)) return v.map((x) => (titles && RELATIVE_URL.test(x) && titles.known(x)) || String(x)).join(', ');
       if (typeof v === 'object') return JSON.stringify(v);
       if (typeof v === 'number') return formatNumber(v);
@@ -112,7 +114,11 @@ export function display(m, v, titles) {
  */
 export function makeWidget(m, ctx) {
   const id = newID('f-' + m.id.replace(/[^A-Za-z0-9_-]/g, '_'));
-  const value = ctx.doc && m.prop ? ctx.doc[m.prop] : undefined;
+  let value = ctx.doc && m.prop ? ctx.doc[m.prop] : undefined;
+  // ERP5 computes a line's total: quantity × price when the document does not carry it.
+  if (m.prop === 'total_price' && value === undefined && ctx.doc && typeof ctx.doc.quantity === 'number' && typeof ctx.doc.price === 'number') {
+    value = ctx.doc.quantity * ctx.doc.price;
+  }
   const hint = m.editable ? hintFor(m) : '';
   const describedBy = [m.description ? id + '-help' : '', hint ? id + '-hint' : '', id + '-err'].filter(Boolean).join(' ');
   const w = {m, name: m.prop, editable: m.editable, original: toRaw(m, value)};

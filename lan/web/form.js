@@ -158,7 +158,10 @@ export class FormView {
 
   heading() {
     if (!this.id) return t('newDoc', {type: typeName(this.type, 'one')});
-    return this.doc && this.doc.title ? String(this.doc.title) : this.id;
+    if (this.doc && this.doc.title) return String(this.doc.title);
+    // No title (an order's line): its type and number, as ERP5 lists it.
+    const one = typeName(this.type, 'one');
+    return one.charAt(0).toUpperCase() + one.slice(1) + ' ' + this.id.split('/').pop();
   }
 
   // parentOf is the document this one is part of (an order for a line), '' when none.

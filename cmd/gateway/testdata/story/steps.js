@@ -137,6 +137,29 @@
       };
     },
 
+    // openLine opens the order's i-th line from its listbox; returns the link back shown.
+    async openLine(i) {
+      const a = await wait('the line links', () => $$('.listbox tbody tr a.line-link')[i]);
+      a.click();
+      await wait("the line's form", () => $('.doc-form [data-field=quantity] input') && $('.parent-link') && !text($('.parent-link')).includes('_module/'));
+      return {parent: text($('.parent-link')), product: $('.doc-form [data-field=resource] input').value};
+    },
+
+    // saveField types a value into a field of the open form and saves it.
+    async saveField(field, value) {
+      type($(`.doc-form [data-field="${field}"] input`), String(value));
+      $('.doc-form button[type=submit]').click();
+      await wait('saved', () => /Saved/.test(text($('.save-state'))));
+      return true;
+    },
+
+    // backToParent follows the link back to the document this one is part of.
+    async backToParent() {
+      $('.parent-link').click();
+      await wait('the order and its lines', () => $('.listbox tbody tr') && !text($('.listbox tbody')).includes('…'));
+      return true;
+    },
+
     // workflowNote waits for a note of the workflow section that mentions word.
     async workflowNote(word) {
       await wait(`a workflow note with "${word}"`, () => $$('.actions .alert').some((n) => text(n).includes(word)));
