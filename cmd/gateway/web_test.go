@@ -1037,6 +1037,10 @@ func TestWebApp(t *testing.T) {
 			if dest != "organisation_module/12" {
 				t.Errorf("stored customer = %q, want organisation_module/12", dest)
 			}
+			// Emptying the picker clears the relation: the order needs a customer, and says so.
+			store.fill(t, "[data-field=destination] input", "")
+			store.do(t, "save", chromedp.Click(chromedp.CSS(`.doc-form button[type=submit]`)))
+			store.waitText(t, "[data-field=destination] .field-error", "is required")
 		}},
 		{"RevokedPeerIsCutOff", func(t *testing.T) {
 			tab.do(t, "open the list", chromedp.Navigate(g.s.URL()+"#/list/Person"))
