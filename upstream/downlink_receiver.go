@@ -95,8 +95,8 @@ func (d *Downlink) pullReceiver(ctx context.Context, states []*scopeState, capa 
 			done := complete || !sc.More
 			newPos[sc.Name] = pos
 			rowCount[sc.Name] = len(rows)
-			var pageFields []string
-			if len(st.Fields) > 0 {
+			pageFields := st.Fields
+			if len(st.Fields) > 0 && contained(rows) {
 				pageFields = withKeys(st.Fields, "parent_relative_url")
 			}
 			pages = append(pages, ScopePage{

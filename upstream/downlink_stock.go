@@ -85,7 +85,10 @@ func (d *Downlink) pullStock(ctx context.Context, st *scopeState) error {
 		done := complete || last
 		var fields []string
 		if len(st.Fields) > 0 {
-			fields = withKeys(st.Fields, "uid", "parent_relative_url")
+			fields = withKeys(st.Fields, "uid")
+			if contained(rows) {
+				fields = withKeys(fields, "parent_relative_url")
+			}
 		}
 		pages := []ScopePage{{
 			Scope: st.Name, PortalType: st.PortalType, Fields: fields, Rows: rows, AtLeast: !complete,
@@ -260,13 +263,22 @@ func withKeys(fields []string, keys ...string) []string {
 	return out
 }
 
-// withParent sets a pulled document's parent_relative_url from its id when the row lacks it:
-// every replica document carries it (an order's lines: the order).
+// withParent sets a contained document's parent_relative_url from its id when the row lacks
+// it: an order's lines carry their order, which the app lists them by. A document directly in
+// its module is left as ERP5 sent it (its module is in its id).
 func withParent(id string, fields map[string]any) {
-	if _, ok := fields["parent_relative_url"]; ok {
+	if _, ok := fields["parent_relative_url"]; ok || strings.Count(id, "/") < 2 {
 		return
 	}
-	if i := strings.LastIndexByte(id, '/'); i > 0 {
-		fields["parent_relative_url"] = id[:i]
+	fields["parent_relative_url"] = id[:strings.LastIndexByte(id, '/')]
+}
+
+// contained reports whether rows hold a document inside another document (a line).
+func contained(rows []PulledRow) bool {
+	for _, r := range rows {
+		if strings.Count(r.ID, "/") >= 2 {
+			return true
+		}
 	}
+	return false
 }

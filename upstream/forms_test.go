@@ -329,6 +329,12 @@ func TestFormsLearning_Figures(t *testing.T) {
 				waitFor(t, time.Hour, "initial sync", e.complete)
 				e.dl.Close(context.Background())
 				ctx := context.Background()
+				// Lines carry their order.
+				line, err := e.store.GetDocument(ctx, "sale_order_module/1/1")
+				must(t, err)
+				if body, _ := sqlite.DecodeObject(line.Body); body["parent_relative_url"] != "sale_order_module/1" {
+					t.Errorf("line: %v", body)
+				}
 				measure := func(what string) (int64, int) {
 					m0, s0 := e.meter.Reading(), e.sim.Stats()
 					rows, err := e.dl.Forms.LearnedForms(ctx)
