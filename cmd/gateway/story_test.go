@@ -315,7 +315,7 @@ func TestStory_Chromium(t *testing.T) {
 				Suggestions []string `json:"suggestions"`
 			}
 			tab.call(t, steps, "pickStart("+jsArgs(".doc-form [data-field=destination]", plan.CustomerPart, plan.CustomerID)+")", &picked)
-			shot("1-customer-picker", ".doc-form")
+			shot("1-customer-picker", ".doc")
 			var customerTitle string
 			tab.call(t, steps, "pickChoose("+jsArgs(".doc-form [data-field=destination]", plan.CustomerID)+")", &customerTitle)
 			if want, _ := d.Sim.Document(plan.CustomerID).Properties["title"].(string); customerTitle != want {
@@ -326,7 +326,7 @@ func TestStory_Chromium(t *testing.T) {
 			if date.Type != "date" {
 				t.Errorf("the order's first date control is %q (%s), want a date control", date.Type, date.Field)
 			}
-			shot("2-new-order", ".doc-form")
+			shot("2-new-order", ".doc")
 			var id string
 			tab.call(t, steps, "create()", &id)
 
@@ -440,7 +440,7 @@ func TestStory_Chromium(t *testing.T) {
 				t.Fatal(err)
 			}
 			tab.call(t, steps, "wait('the new label', () => document.querySelector('.doc-form [data-field=\""+plan.Relabel.Field+"\"] label')?.innerText.startsWith("+jsArgs(plan.Relabel.Title)+"), 60000)", nil)
-			shot("8-relabelled", ".doc-form")
+			shot("8-relabelled", ".doc")
 
 			// The orders' list speaks ERP5 too: ERP5's labels, customers' titles, formatted dates.
 			tab.do(t, "the orders", chromedp.Navigate(d.Server.URL()+"#/list/Sale%20Order?q="+strings.ReplaceAll(plan.Title, " ", "%20")))

@@ -144,7 +144,7 @@ export class FormView {
     this.listboxes = boxes.map((m) => new ListBox(this, m));
     this.workflowEl = this.id ? h('section', {class: 'actions', 'aria-live': 'polite'}) : null;
     replace(this.el,
-      h('div', {class: 'page-head'}, h('h1', {tabindex: '-1'}, heading), this.stateChip = h('span', {class: 'state-chip'}), this.badge),
+      h('div', {class: 'page-head'}, h('h1', {tabindex: '-1'}, heading), this.stateChip = h('span', {class: 'state-chip', hidden: true}), this.badge),
       flash,
       this.syncPanel,
       this.workflowEl,
