@@ -62,8 +62,8 @@ VALIDATION_WORKFLOW = {
 ORDER_WORKFLOW = {
     "plan_action": (("draft",), "planned"),
     "order_action": (("draft", "planned"), "ordered"),
-    "confirm_action": (("ordered",), "confirmed"),
-    "cancel_action": (("draft", "planned", "ordered", "confirmed"), "cancelled"),
+    "confirm_action": (("draft", "planned", "ordered"), "confirmed"),
+    "cancel_action": (("draft", "planned", "ordered"), "cancelled"),
     "delete_action": (("draft", "cancelled"), "deleted"),
 }
 

@@ -108,18 +108,17 @@ func (s *Server) handleTraverse(w http.ResponseWriter, r *http.Request) {
 	writeHAL(w, status, v)
 }
 
-// traverse renders a relative URL; a nil value means 404 with an empty body.
+// traverse renders a relative URL; a nil value means 404 with an empty body. A document's
+// view form is rendered for the views the double knows (hasView); another view of an
+// existing document is not found, as ERP5 finds no such action or form.
 func (s *Server) traverse(r *http.Request, id, view string) (int, map[string]any) {
 	if id == "" {
 		return http.StatusOK, s.renderRoot(r)
 	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	d, ok := s.docs[id]
-	if ok {
-		d = d.clone()
-	}
 	module := !ok && isModule(id)
-	s.mu.Unlock()
 	switch {
 	case module:
 		return http.StatusOK, map[string]any{
@@ -133,8 +132,10 @@ func (s *Server) traverse(r *http.Request, id, view string) (int, map[string]any
 		}
 	case !ok:
 		return http.StatusNotFound, nil
+	case view != "" && !s.hasView(view):
+		return http.StatusNotFound, map[string]any{"_debug": "traverse", "error": "no view " + view + " for " + d.PortalType}
 	}
-	return http.StatusOK, s.renderDoc(r, d, view == "jio_view" || view == "view", nil)
+	return http.StatusOK, s.renderDocLocked(r, d.clone(), view != "", nil)
 }
 
 // moduleType names a module's portal type, e.g. "person_module" → "Person Module".
@@ -148,27 +149,37 @@ func moduleType(id string) string {
 	return strings.Join(words, " ")
 }
 
-// renderDoc is ERP5Document_getHateoas's traverse of a document, with its editable form
-// under _embedded._view when withView is set; errs adds error_text to fields.
-func (s *Server) renderDoc(r *http.Request, d *Document, withView bool, errs map[string]string) map[string]any {
+// renderDocLocked is ERP5Document_getHateoas's traverse of a document, with its view form
+// under _embedded._view when withView is set (its portal type's form, else an open form of
+// every property); errs adds error_text to fields (by field id).
+func (s *Server) renderDocLocked(r *http.Request, d *Document, withView bool, errs map[string]string) map[string]any {
 	title, _ := d.Properties["title"].(string)
-	out := map[string]any{
-		"_debug": "traverse",
-		"title":  title,
-		"_links": map[string]any{
-			"self":   link(urn(d.ID)),
-			"type":   map[string]any{"href": urn("portal_types/" + d.PortalType), "name": d.PortalType},
-			"parent": link(urn(d.Parent())),
-			"view":   []any{map[string]any{"href": s.traverseURL(r, d.ID, "view"), "name": "view", "title": "View"}},
-		},
+	links := map[string]any{
+		"self":   link(urn(d.ID)),
+		"type":   map[string]any{"href": urn("portal_types/" + d.PortalType), "name": d.PortalType},
+		"parent": map[string]any{"href": urn(d.Parent()), "name": s.titleOfLocked(d.Parent())},
+		"view":   []any{map[string]any{"href": s.traverseURL(r, d.ID, "view"), "name": "view", "title": "View"}},
+	}
+	out := map[string]any{"_debug": "traverse", "title": title, "_links": links}
+	f := s.forms[d.PortalType]
+	formID := strings.ReplaceAll(d.PortalType, " ", "") + "_view"
+	if f != nil {
+		formID = f.ID
+	}
+	if aw := s.actionWorkflowLocked(r, d, formID); aw != nil {
+		links["action_workflow"] = aw
 	}
 	if !withView {
 		return out
 	}
+	if f != nil {
+		out["_embedded"] = map[string]any{"_view": s.renderFormLocked(r, d, f, errs)}
+		return out
+	}
 	pt := portalType(d.PortalType)
 	view := map[string]any{
-		"_debug":  strings.ReplaceAll(d.PortalType, " ", "") + "_view",
-		"form_id": map[string]any{"key": "form_id", "default": strings.ReplaceAll(d.PortalType, " ", "") + "_view"},
+		"_debug":  formID,
+		"form_id": map[string]any{"key": "form_id", "default": formID, "editable": s.flag(false), "hidden": s.flag(true), "type": string(StringField)},
 		"_links":  map[string]any{"type": map[string]any{"name": d.PortalType}},
 	}
 	addField := func(f Field) {
@@ -179,12 +190,13 @@ func (s *Server) renderDoc(r *http.Request, d *Document, withView bool, errs map
 		fv := map[string]any{
 			"key":      "field_my_" + f.Name,
 			"default":  v,
-			"editable": !f.ReadOnly && !d.ReadOnly,
+			"editable": s.flag(!f.ReadOnly && !d.ReadOnly),
+			"hidden":   s.flag(false),
 			"type":     string(f.Type),
 			"title":    f.Title,
-			"required": false,
+			"required": s.flag(false),
 		}
-		if e, ok := errs[f.Name]; ok {
+		if e, ok := errs["my_"+f.Name]; ok {
 			fv["error_text"] = e
 		}
 		view["my_"+f.Name] = fv
@@ -209,7 +221,10 @@ func (s *Server) renderDoc(r *http.Request, d *Document, withView bool, errs map
 			addField(f)
 		}
 	}
-	view["my_id"] = map[string]any{"key": "field_my_id", "default": lastSegment(d.ID), "editable": !d.ReadOnly, "type": string(StringField), "title": "ID", "required": true}
+	view["my_id"] = map[string]any{"key": "field_my_id", "default": lastSegment(d.ID), "editable": s.flag(!d.ReadOnly), "hidden": s.flag(false), "type": string(StringField), "title": "ID", "required": s.flag(true)}
+	if e, ok := errs["my_id"]; ok {
+		view["my_id"].(map[string]any)["error_text"] = e
+	}
 	if !d.ReadOnly {
 		view["_actions"] = map[string]any{"put": map[string]any{"href": s.editHref(r, d.ID), "method": "POST"}}
 	}
@@ -396,90 +411,6 @@ func (s *Server) handleBulk(w http.ResponseWriter, r *http.Request) {
 		results = append(results, v)
 	}
 	writeHAL(w, http.StatusOK, map[string]any{"_debug": "bulk", "result_list": results})
-}
-
-// handleEdit is Base_edit: it validates the posted fields of the document's view form, and
-// applies them all or none.
-func (s *Server) handleEdit(w http.ResponseWriter, r *http.Request, id string) {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		w.WriteHeader(http.StatusMethodNotAllowed)
-		return
-	}
-	if err := parseForm(r); err != nil {
-		writeHAL(w, http.StatusBadRequest, map[string]any{"error": "form: " + err.Error()})
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	d, ok := s.docs[id]
-	switch {
-	case !ok:
-		w.WriteHeader(http.StatusNotFound)
-		return
-	case d.ReadOnly:
-		w.WriteHeader(http.StatusForbidden)
-		return
-	case r.PostFormValue("form_id") == "":
-		writeHAL(w, http.StatusBadRequest, map[string]any{"error": "form_id is required"})
-		return
-	}
-	pt := portalType(d.PortalType)
-	nd := d.clone()
-	errs := map[string]string{}
-	changes := map[string]any{}
-	newID := ""
-	for key, vals := range r.PostForm {
-		name, ok := strings.CutPrefix(key, "field_my_")
-		if !ok || len(vals) == 0 {
-			continue // your_ fields, form_id and strangers are not properties
-		}
-		if name == "id" {
-			if vals[0] != lastSegment(d.ID) {
-				newID = vals[0]
-			}
-			continue
-		}
-		f, ok := pt.field(name)
-		if !ok || f.ReadOnly || name == pt.StateVar || protected[name] {
-			continue // not an editable field of the form: ERP5 ignores it
-		}
-		v, err := coerce(f, vals[0])
-		if err != nil {
-			errs[name] = err.(*valueError).Message
-			continue
-		}
-		nd.Properties[name] = v
-		changes[name] = v
-	}
-	if newID != "" {
-		switch {
-		case strings.ContainsAny(newID, "/ ") || newID == "." || newID == "..":
-			errs["id"] = "This id is not valid."
-		case s.docs[joinID(d.Parent(), newID)] != nil:
-			errs["id"] = "This id is already in use."
-		default:
-			nd.ID = joinID(d.Parent(), newID)
-		}
-	}
-	if len(errs) > 0 {
-		out := s.renderDoc(r, d, true, errs)
-		if e, ok := errs["id"]; ok {
-			out["_embedded"].(map[string]any)["_view"].(map[string]any)["my_id"].(map[string]any)["error_text"] = e
-		}
-		out["portal_status_message"] = "Input data has errors."
-		writeHAL(w, http.StatusBadRequest, out)
-		return
-	}
-	nd = s.commitLocked(d, nd, Change{Via: ViaStock, User: s.user(r), Op: "put", Fields: changes})
-	if nd.ID != id {
-		w.Header().Set("X-Location", urn(nd.ID))
-		w.WriteHeader(http.StatusCreated)
-		return
-	}
-	out := s.renderDoc(r, nd.clone(), true, nil)
-	out["portal_status_message"] = "Data updated."
-	writeHAL(w, http.StatusOK, out)
 }
 
 func joinID(parent, id string) string {

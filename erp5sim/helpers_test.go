@@ -195,7 +195,7 @@ func str(tb testing.TB, v any, path ...string) string {
 // traverse gets a document through the root's traverse template.
 func (c *client) traverse(s *erp5sim.Server, root map[string]any, id string) response {
 	c.tb.Helper()
-	return c.get(expand(str(c.tb, root, "_links", "traverse", "href"), map[string]any{"relative_url": id, "view": "jio_view"}))
+	return c.get(expand(str(c.tb, root, "_links", "traverse", "href"), map[string]any{"relative_url": id, "view": "view"}))
 }
 
 func people() []*erp5sim.Document {

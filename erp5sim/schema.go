@@ -48,20 +48,11 @@ type Transition struct {
 	To   string
 }
 
-// The workflows, modelled on ERP5's validation_workflow and order_workflow.
+// The workflows the double applies: ERP5's validation_workflow and order_workflow, derived
+// from their graphs (forms.go).
 var (
-	validationWorkflow = map[string]Transition{
-		"validate_action":   {From: []string{"draft", "invalidated"}, To: "validated"},
-		"invalidate_action": {From: []string{"validated"}, To: "invalidated"},
-		"delete_action":     {From: []string{"draft", "validated", "invalidated"}, To: "deleted"},
-	}
-	orderWorkflow = map[string]Transition{
-		"plan_action":    {From: []string{"draft"}, To: "planned"},
-		"order_action":   {From: []string{"draft", "planned"}, To: "ordered"},
-		"confirm_action": {From: []string{"ordered"}, To: "confirmed"},
-		"cancel_action":  {From: []string{"draft", "planned", "ordered", "confirmed"}, To: "cancelled"},
-		"delete_action":  {From: []string{"draft", "cancelled"}, To: "deleted"},
-	}
+	validationWorkflow = validationWorkflowDef.transitions(validationTargets)
+	orderWorkflow      = orderWorkflowDef.transitions(orderTargets)
 )
 
 // PortalTypes are the portal types with a closed form. Any other portal type gets an open

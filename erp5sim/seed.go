@@ -26,7 +26,7 @@ var (
 	prodNouns  = []string{"Pompe", "Câble", "Filtre", "Pneu", "Batterie", "Panneau solaire", "Générateur", "Tuyau", "Courroie", "Moteur", "Vanne", "Roulement", "Sac de ciment", "Bidon d'huile", "Kit de réparation"}
 	prodAdjs   = []string{"renforcé", "standard", "industriel", "compact", "haute pression", "tout-terrain", "12 V", "24 V", "inox", "galvanisé"}
 	prodLines  = []string{"mechanics", "electricity", "consumables", "construction", "medical"}
-	units      = []string{"unit", "kg", "m", "l", "box"}
+	units      = []string{"unit/piece", "mass/kilogram", "volume/liter", "length/meter"} // QuantityUnits' values
 	currencies = []string{"currency_module/XOF", "currency_module/EUR", "currency_module/USD"}
 	words      = strings.Fields("livraison urgente vérifier le stock avant expédition contrôle qualité effectué pièce défectueuse remplacée sous garantie client prévenu par téléphone camion en route retard dû à la piste inondée commande groupée avec le site voisin prix négocié remise accordée inventaire mensuel réception partielle reliquat à suivre")
 )
@@ -146,8 +146,9 @@ func Generate(seed int64, n int, ref time.Time) []*Document {
 			"price_currency":      pick(r, currencies),
 			"simulation_state":    st,
 		})
+		// Every order has at least one line, stored under it.
 		lines := 1 + r.IntN(5)
-		for l := 1; l <= lines && len(out) < n; l++ {
+		for l := 1; l <= lines && (l == 1 || len(out) < n); l++ {
 			p := 1 + r.IntN(nProd)
 			add(fmt.Sprintf("sale_order_module/%d/%d", o, l), "Sale Order Line", map[string]any{
 				"title":            fmt.Sprintf("Ligne %d", l),

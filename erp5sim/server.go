@@ -1,5 +1,5 @@
 // Package erp5sim is a test double of ERP5 speaking the protocol of ERP5.md: the stock
-// HATEOAS interface (site root with RFC 6570 entry points, traverse with jio_view, Base_edit,
+// HATEOAS interface (site root with RFC 6570 entry points, traverse with a view form, Base_edit,
 // newContent, raw_search) and the sync gateway's batch receiver (capability, batch,
 // results, changes), with documents in memory, a settable clock, delayed indexing, faults
 // on demand and counters.
@@ -94,6 +94,17 @@ type Options struct {
 	Docs int
 	// Logger receives one line per request at debug level; default slog.Default().
 	Logger *slog.Logger
+	// BoolFlags renders the form fields' editable, hidden and required flags as JSON
+	// booleans, as jIO's fixtures write them, instead of ERP5's 1 and 0.
+	BoolFlags bool
+	// JioView makes view=jio_view render the view form too, as on an ERP5 whose types carry
+	// OfficeJS's jio_view action; a generic ERP5 has none. Views are more view names that
+	// render it.
+	JioView bool
+	Views   []string
+	// GzipHAL compresses HATEOAS answers with gzip for a request that accepts it, as a front
+	// end with compression does (the receiver's answers follow the request's encoding).
+	GzipHAL bool
 }
 
 // Server is the ERP5 double. Create it with New; it is safe for concurrent use.
@@ -105,24 +116,26 @@ type Server struct {
 	encodings []string
 	log       *slog.Logger
 
-	mu       sync.Mutex
-	receiver bool
-	docs     map[string]*Document // by relative URL
-	uids     map[string]int64
-	nextUID  int64
-	catalog  map[int64]*catalogEntry // by uid: what searches see
-	pending  []indexJob
-	serial   int64 // index serial, the changes query's cursor
-	qdocs    []query.Doc
-	qdirty   bool
-	records  map[string]*record // receiver dedupe: entry keys and write keys
-	own      map[string]string  // gateway\x00id → version this gateway's last change produced
-	log_     []Change
-	faults   []*Fault
-	faultFn  func(r *http.Request, ep Endpoint) *Fault
-	stats    Stats
-	readOnly map[string]bool
-	lastID   map[string]int // per container: the highest numeric id stored
+	mu        sync.Mutex
+	receiver  bool
+	docs      map[string]*Document // by relative URL
+	uids      map[string]int64
+	nextUID   int64
+	catalog   map[int64]*catalogEntry // by uid: what searches see
+	pending   []indexJob
+	serial    int64 // index serial, the changes query's cursor
+	qdocs     []query.Doc
+	qdirty    bool
+	records   map[string]*record // receiver dedupe: entry keys and write keys
+	own       map[string]string  // gateway\x00id → version this gateway's last change produced
+	log_      []Change
+	faults    []*Fault
+	faultFn   func(r *http.Request, ep Endpoint) *Fault
+	stats     Stats
+	readOnly  map[string]bool
+	lastID    map[string]int          // per container: the highest numeric id stored
+	forms     map[string]*FormDef     // view forms by portal type (replaced whole on change)
+	workflows map[string]*WorkflowDef // workflow graphs by portal type
 }
 
 type catalogEntry struct {
@@ -144,19 +157,21 @@ type indexJob struct {
 // New returns a double with opts.
 func New(opts Options) *Server {
 	s := &Server{
-		opts:     opts,
-		now:      opts.Now,
-		sitePath: strings.TrimSuffix(cmp.Or(opts.SitePath, DefaultSitePath), "/"),
-		log:      cmp.Or(opts.Logger, slog.Default()),
-		receiver: !opts.Stock,
-		docs:     map[string]*Document{},
-		uids:     map[string]int64{},
-		catalog:  map[int64]*catalogEntry{},
-		records:  map[string]*record{},
-		own:      map[string]string{},
-		readOnly: map[string]bool{},
-		lastID:   map[string]int{},
-		stats:    newStats(),
+		opts:      opts,
+		now:       opts.Now,
+		sitePath:  strings.TrimSuffix(cmp.Or(opts.SitePath, DefaultSitePath), "/"),
+		log:       cmp.Or(opts.Logger, slog.Default()),
+		receiver:  !opts.Stock,
+		docs:      map[string]*Document{},
+		uids:      map[string]int64{},
+		catalog:   map[int64]*catalogEntry{},
+		records:   map[string]*record{},
+		own:       map[string]string{},
+		readOnly:  map[string]bool{},
+		lastID:    map[string]int{},
+		stats:     newStats(),
+		forms:     defaultForms(),
+		workflows: defaultWorkflows(),
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -538,6 +553,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.dispatch(rec, r, ep, rel)
+		if s.opts.GzipHAL {
+			gzipHAL(r, rec)
+		}
 	}
 	n := s.serveWithFault(w, r, ep, f, rec, process)
 	s.count(ep, body.n, n, handled, rec.status)
@@ -558,7 +576,7 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, ep Endpoint, r
 		s.handleBulk(w, r)
 	case EndpointEdit:
 		s.handleEdit(w, r, rel)
-	case EndpointCapability, EndpointBatch, EndpointResults, EndpointChanges:
+	case EndpointCapability, EndpointBatch, EndpointResults, EndpointChanges, EndpointForms:
 		s.mu.Lock()
 		on := s.receiver
 		s.mu.Unlock()
@@ -575,6 +593,8 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, ep Endpoint, r
 			s.handleResults(w, r)
 		case EndpointChanges:
 			s.handleChanges(w, r)
+		case EndpointForms:
+			s.handleForms(w, r)
 		}
 	default:
 		w.WriteHeader(http.StatusNotFound)
@@ -705,6 +725,8 @@ func (s *Server) route(r *http.Request) (Endpoint, string) {
 		return EndpointResults, ""
 	case ChangesScript:
 		return EndpointChanges, ""
+	case FormsScript:
+		return EndpointForms, ""
 	}
 	for _, c := range []struct {
 		rt route

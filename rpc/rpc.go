@@ -41,6 +41,9 @@ type Service struct {
 	// DateKeys are the keys compared as dates (query.date_keys).
 	DateKeys []string
 	Logger   *slog.Logger
+	// UpstreamMode, when set, reports how the uplink reaches ERP5: UpstreamReceiver,
+	// UpstreamStock or UpstreamUnknown (describe, status).
+	UpstreamMode func() string
 
 	limiter *policy.RateLimiter
 	mu      sync.Mutex
@@ -74,7 +77,7 @@ func (s *Service) Call(ctx context.Context, a gateway.Actor, method string, para
 	case gateway.MethodSync:
 		return s.sync(ctx, a, params)
 	case gateway.MethodDescribe:
-		return map[string]any{"peer": a.Peer, "role": a.Role, "types": s.Policy.Describe(a.Role)}, nil
+		return s.Describe(ctx, a)
 	case gateway.MethodStatus:
 		return s.Status(ctx, a)
 	}
@@ -382,7 +385,7 @@ func (s *Service) sync(ctx context.Context, a gateway.Actor, params json.RawMess
 	for _, id := range p.IDs {
 		out[id] = stateOf(states, id)
 	}
-	return map[string]any{"states": out}, nil
+	return s.withTransitions(ctx, out)
 }
 
 // StatusResult is the status method's result and the status notification's params.
@@ -392,6 +395,10 @@ type StatusResult struct {
 	Link    LinkStatus           `json:"link"`
 	Outbox  map[string]int       `json:"outbox"`
 	FreshAt map[string]time.Time `json:"fresh_at"`
+	// FormsHash changes whenever a learned form or workflow does (the app describes again);
+	// UpstreamMode is describe's.
+	FormsHash    string `json:"forms_hash"`
+	UpstreamMode string `json:"upstream_mode"`
 }
 
 // Status returns what the status method reports to a.
@@ -408,7 +415,12 @@ func (s *Service) Status(ctx context.Context, a gateway.Actor) (*StatusResult, e
 	if s.Link != nil {
 		link = s.Link()
 	}
-	return &StatusResult{Peer: a.Peer, Role: a.Role, Link: link, Outbox: counts, FreshAt: fresh}, nil
+	hash, err := s.DB.FormsHash(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("status: %w", err)
+	}
+	return &StatusResult{Peer: a.Peer, Role: a.Role, Link: link, Outbox: counts, FreshAt: fresh,
+		FormsHash: hash, UpstreamMode: s.upstreamMode()}, nil
 }
 
 // Readable reports whether a peer of role may read id: the filter for `changed`

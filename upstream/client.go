@@ -91,6 +91,13 @@ type Client struct {
 	// as stalled (ErrStalled, the link down); 0 derives it from the measured round-trip time
 	// (stallWindow).
 	StallWindow time.Duration
+	// View is the traverse view of documents' forms (upstream.view); "" is DefaultView. A
+	// document whose type lacks it is traversed again with DefaultView.
+	View string
+	// Related, if set, gives the text (of the catalog index, usually title) and catalog uid
+	// of a related document for stock puts of relation fields, from the replica; ok false
+	// (or no uid) makes the client search ERP5 for them.
+	Related func(ctx context.Context, id, index string) (r Related, ok bool)
 
 	initOnce sync.Once
 	base     *url.URL

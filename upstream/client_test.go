@@ -95,7 +95,7 @@ func (s *stockSite) serve(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		d, ok := s.docs[id]
 		s.mu.Unlock()
-		if !ok || q.Get("view") != "jio_view" {
+		if !ok || q.Get("view") != "view" {
 			w.WriteHeader(http.StatusNotFound)
 			return
 		}
@@ -185,7 +185,7 @@ func TestClient_Get(t *testing.T) {
 	if len(reqs) != 3 {
 		t.Fatalf("%d requests, want 3 (root once, two traverses)", len(reqs))
 	}
-	if got, want := reqs[1].uri, "/erp5/web_site_module/hateoas/odd?do=trav&relative_url=person_module%2F1&view=jio_view"; got != want {
+	if got, want := reqs[1].uri, "/erp5/web_site_module/hateoas/odd?do=trav&relative_url=person_module%2F1&view=view"; got != want {
 		t.Errorf("traverse URI = %s, want %s", got, want)
 	}
 	for _, r := range reqs {

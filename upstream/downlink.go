@@ -216,6 +216,13 @@ type Downlink struct {
 	OnChanged func(ids []string)
 	// OnStatus is called after each pass.
 	OnStatus func(DownlinkStatus)
+	// Forms, when set, keeps the forms and workflows the downlink learns of the scopes' types
+	// (and the types their forms embed): once, then every FormsInterval
+	// (DefaultFormsInterval; negative: never) and on RefreshForms. OnFormsChanged is called
+	// after a learning changed one.
+	Forms          FormStore
+	FormsInterval  time.Duration
+	OnFormsChanged func()
 	// FetchTimeout bounds Fetch's request (DefaultFetchTimeout).
 	FetchTimeout time.Duration
 	Logger       *slog.Logger
@@ -236,11 +243,13 @@ type Downlink struct {
 	byName    map[string]*scopeState
 	st        DownlinkStatus
 	requested bool
-	inPass    bool
-	linkDown  bool
-	lastErr   string
-	failures  int
-	probe     struct {
+	// formsRequested asks the next pass to learn the forms (RefreshForms).
+	formsRequested bool
+	inPass         bool
+	linkDown       bool
+	lastErr        string
+	failures       int
+	probe          struct {
 		mode string
 		capa *Capability
 		at   time.Time
@@ -354,6 +363,9 @@ func (d *Downlink) Open(ctx context.Context) error {
 	}
 	if d.ProbeInterval <= 0 {
 		d.ProbeInterval = DefaultProbeInterval
+	}
+	if d.FormsInterval == 0 {
+		d.FormsInterval = DefaultFormsInterval
 	}
 	if err := d.load(ctx); err != nil {
 		return err
@@ -716,6 +728,9 @@ func (d *Downlink) pass(ctx context.Context) error {
 				return err
 			}
 		}
+	}
+	if err := d.learnFormsDue(ctx, mode, capa); err != nil {
+		return err
 	}
 	return d.reconcileDue(ctx, states)
 }

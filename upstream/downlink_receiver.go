@@ -80,6 +80,7 @@ func (d *Downlink) pullReceiver(ctx context.Context, states []*scopeState, capa 
 				if r.ID == "" {
 					return fmt.Errorf("erp5 changes: %w: a row without id", ErrBadResponse)
 				}
+				withParent(r.ID, fields)
 				rows = append(rows, PulledRow{ID: r.ID, Version: r.Version, Fields: fields})
 				pos.advance(r.ModificationDate, r.ID)
 			}
@@ -94,8 +95,12 @@ func (d *Downlink) pullReceiver(ctx context.Context, states []*scopeState, capa 
 			done := complete || !sc.More
 			newPos[sc.Name] = pos
 			rowCount[sc.Name] = len(rows)
+			pageFields := st.Fields
+			if len(st.Fields) > 0 && contained(rows) {
+				pageFields = withKeys(st.Fields, "parent_relative_url")
+			}
 			pages = append(pages, ScopePage{
-				Scope: st.Name, PortalType: st.PortalType, Fields: st.Fields, Rows: rows, AtLeast: !complete,
+				Scope: st.Name, PortalType: st.PortalType, Fields: pageFields, Rows: rows, AtLeast: !complete,
 				Cursor: &ScopeCursor{Scope: st.Name, Cursor: pos.text(), Complete: done, FreshAt: fresh},
 			})
 			if sc.More {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"sitesync.example/gateway/query"
@@ -22,11 +23,13 @@ func (d *Downlink) pullStock(ctx context.Context, st *scopeState) error {
 	d.mu.Unlock()
 	limit := d.PageSize
 	base := query.And(&query.Simple{Key: "portal_type", Value: st.PortalType}, st.query)
-	selectList := st.Fields
-	if len(selectList) > 0 && !slices.Contains(selectList, "modification_date") {
-		selectList = append(slices.Clone(selectList), "modification_date")
-	} else if len(selectList) == 0 {
-		selectList = []string{"modification_date"}
+	// The catalog uid goes with every document: a stock put of a relation names the related
+	// document by it (ERP5-FORMS.md §4).
+	selectList := withKeys(st.Fields, "modification_date", "uid")
+	if len(st.Fields) == 0 {
+		// Every field comes from the document's form, whose state field shows the state's
+		// title: its id comes with the search.
+		selectList = []string{"modification_date", "uid", "validation_state", "simulation_state"}
 	}
 	passStart := d.erp5Now().Add(-time.Second)
 	var cond query.Query
@@ -61,9 +64,18 @@ func (d *Downlink) pullStock(ctx context.Context, st *scopeState) error {
 					return err
 				}
 				fields = doc.Fields
+				if uid, ok := r.Fields["uid"]; ok && uid != nil {
+					fields["uid"] = uid
+				}
+				for sv := range doc.States {
+					if v, ok := r.Fields[sv]; ok {
+						fields[sv] = v
+					}
+				}
 			} else if !slices.Contains(st.Fields, "modification_date") {
 				delete(fields, "modification_date")
 			}
+			withParent(r.ID, fields)
 			rows = append(rows, PulledRow{ID: r.ID, Version: t.Format(time.RFC3339Nano), Coarse: true, Fields: fields})
 			pos.advance(md, r.ID)
 			lastDate, lastID = formatRFC822(t), r.ID
@@ -73,7 +85,10 @@ func (d *Downlink) pullStock(ctx context.Context, st *scopeState) error {
 		done := complete || last
 		var fields []string
 		if len(st.Fields) > 0 {
-			fields = st.Fields
+			fields = withKeys(st.Fields, "uid")
+			if contained(rows) {
+				fields = withKeys(fields, "parent_relative_url")
+			}
 		}
 		pages := []ScopePage{{
 			Scope: st.Name, PortalType: st.PortalType, Fields: fields, Rows: rows, AtLeast: !complete,
@@ -235,4 +250,35 @@ func (d *Downlink) reconcile(ctx context.Context, pt string, states []*scopeStat
 		d.OnChanged(slices.Clone(rep.Changed))
 	}
 	return nil
+}
+
+// withKeys returns fields with keys appended where missing (a new slice).
+func withKeys(fields []string, keys ...string) []string {
+	out := slices.Clone(fields)
+	for _, k := range keys {
+		if !slices.Contains(out, k) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// withParent sets a contained document's parent_relative_url from its id when the row lacks
+// it: an order's lines carry their order, which the app lists them by. A document directly in
+// its module is left as ERP5 sent it (its module is in its id).
+func withParent(id string, fields map[string]any) {
+	if _, ok := fields["parent_relative_url"]; ok || strings.Count(id, "/") < 2 {
+		return
+	}
+	fields["parent_relative_url"] = id[:strings.LastIndexByte(id, '/')]
+}
+
+// contained reports whether rows hold a document inside another document (a line).
+func contained(rows []PulledRow) bool {
+	for _, r := range rows {
+		if strings.Count(r.ID, "/") >= 2 {
+			return true
+		}
+	}
+	return false
 }

@@ -712,21 +712,22 @@ func TestDownlink_FourScopes(t *testing.T) {
 				e.open()
 				waitFor(t, time.Hour, "initial sync", e.complete)
 				time.Sleep(time.Minute)
-				// Head office: a new product, an order confirmed (enters the scope), another
+				// Head office: a new product, an order confirmed (stays in the scope), another
 				// cancelled (leaves it), an edit.
 				_, err := e.sim.Create("Product", "product_module", map[string]any{"title": "New drill", "reference": "PRD-NEW"})
 				must(t, err)
-				var ordered, confirmed string
+				// order_workflow: nothing leaves confirmed; an ordered order may be cancelled.
+				var ordered, cancelled string
 				for _, d := range docs {
 					switch {
 					case d.PortalType == "Sale Order" && d.Properties["simulation_state"] == "ordered" && ordered == "":
 						ordered = d.ID
-					case d.PortalType == "Sale Order" && d.Properties["simulation_state"] == "confirmed" && confirmed == "":
-						confirmed = d.ID
+					case d.PortalType == "Sale Order" && d.Properties["simulation_state"] == "ordered" && cancelled == "":
+						cancelled = d.ID
 					}
 				}
 				must(t, e.sim.Transition(ordered, "confirm_action"))
-				must(t, e.sim.Transition(confirmed, "cancel_action"))
+				must(t, e.sim.Transition(cancelled, "cancel_action"))
 				must(t, e.sim.Edit("organisation_module/1", map[string]any{"title": "Renamed SA"}))
 				changes, searches := e.sim.Stats().Requests[erp5sim.EndpointChanges], e.sim.Stats().Requests[erp5sim.EndpointSearch]
 				e.settle("a pull")
@@ -747,7 +748,7 @@ func TestDownlink_FourScopes(t *testing.T) {
 					}
 					if s.PortalType == "Sale Order" {
 						// The cancelled order left the scope: it stays until a reconciliation.
-						e.ignore = map[string]bool{confirmed: true}
+						e.ignore = map[string]bool{cancelled: true}
 					}
 					e.checkReplica(s.PortalType, s.Fields, in)
 				}

@@ -214,7 +214,7 @@ func jioDrain(t *testing.T, n int) figures {
 		}
 		put := func(id string, fields map[string]any) {
 			r := root()
-			u, _ := Expand(r.Traverse, map[string]any{"relative_url": id, "view": "jio_view"})
+			u, _ := Expand(r.Traverse, map[string]any{"relative_url": id, "view": "view"})
 			resp := do(http.MethodGet, u, "", nil)
 			raw, _ := io.ReadAll(resp.Body)
 			doc, err := ParseDocument(id, raw)

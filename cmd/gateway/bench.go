@@ -627,7 +627,7 @@ func newDrainEnv(ctx context.Context, stock bool, link linksim.Config) (*drainEn
 		return nil, err
 	}
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(writeExport(pw, docs)) }()
+	go func() { pw.CloseWithError(writeExport(pw, nil, docs)) }()
 	_, err = e.db.Import(ctx, pr, sqlite.ImportOptions{})
 	pr.Close()
 	if err != nil {

@@ -67,6 +67,7 @@ type UpstreamConfig struct {
 	URL         string            `yaml:"url"`
 	Auth        AuthConfig        `yaml:"auth"`
 	Protocol    string            `yaml:"protocol"`
+	View        string            `yaml:"view"`
 	Modules     map[string]string `yaml:"modules"`
 	Scopes      []ScopeConfig     `yaml:"scopes"`
 	DailyBudget int64             `yaml:"daily_budget"`
@@ -141,9 +142,10 @@ func DefaultConfig() Config {
 		},
 		Upstream: UpstreamConfig{
 			Protocol: "auto",
+			View:     "view",
 			Modules:  gateway.DefaultModules(),
 			Scopes: []ScopeConfig{
-				{Name: "Person", PortalType: "Person", Fields: []string{"title", "first_name", "last_name", "email", "reference"}},
+				{Name: "Person", PortalType: "Person", Fields: []string{"title", "first_name", "last_name", "default_email_text", "reference"}},
 			},
 			CostPerMB: 5.0,
 		},
@@ -328,6 +330,12 @@ func (c *Config) Validate() error {
 	case "auto", "batch", "stock":
 	default:
 		return &ConfigError{"upstream.protocol", fmt.Errorf("%q is not auto, batch or stock", c.Upstream.Protocol)}
+	}
+	if c.Upstream.View == "" {
+		c.Upstream.View = "view"
+	}
+	if strings.ContainsAny(c.Upstream.View, " /?&#%") {
+		return &ConfigError{"upstream.view", fmt.Errorf("%q is not an ERP5 action or form id", c.Upstream.View)}
 	}
 	for i, s := range c.Upstream.Scopes {
 		if s.PortalType == "" {

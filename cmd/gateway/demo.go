@@ -285,10 +285,20 @@ func (m *Main) seedFromDouble(ctx context.Context, sim *erp5sim.Server) (int, er
 		return 0, nil
 	}
 	docs := sim.Documents()
+	var types []string
+	for _, sc := range m.Config.Upstream.Scopes {
+		types = append(types, sc.PortalType)
+	}
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(writeExport(pw, docs)) }()
-	st, err := db.Import(ctx, pr, sqlite.ImportOptions{})
+	go func() { pw.CloseWithError(writeExport(pw, sim.FormsAnswer(types), docs)) }()
+	// The export carries the forms, as `docs import --set-cursors` reads them: the web app
+	// renders ERP5's forms from the start.
+	forms := &formsImporter{now: time.Now()}
+	st, err := db.Import(ctx, newFormsLines(pr, forms.take), sqlite.ImportOptions{})
 	pr.Close()
+	if err == nil {
+		err = forms.store(ctx, db)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("demo: seed the replica: %w", err)
 	}
@@ -334,16 +344,23 @@ func writeDemoConfig(path string, cfg Config) error {
 }
 
 // writeExport writes documents in the import format (JSON Lines of {"id", "doc", "version"}),
-// as an ERP5 export for offline seeding is written.
-func writeExport(w io.Writer, docs []*erp5sim.Document) error {
+// as an ERP5 export for offline seeding is written, after a {"forms": …} line when forms is
+// not nil. Every document carries its parent_relative_url (an order's lines: the order).
+func writeExport(w io.Writer, forms map[string]any, docs []*erp5sim.Document) error {
 	bw := bufio.NewWriter(w)
 	enc := json.NewEncoder(bw)
+	if forms != nil {
+		if err := enc.Encode(map[string]any{"forms": forms}); err != nil {
+			return err
+		}
+	}
 	for _, d := range docs {
-		body := make(map[string]any, len(d.Properties)+1)
+		body := make(map[string]any, len(d.Properties)+2)
 		for k, v := range d.Properties {
 			body[k] = v
 		}
 		body["portal_type"] = d.PortalType
+		body["parent_relative_url"] = d.Parent()
 		if err := enc.Encode(map[string]any{"id": d.ID, "doc": body, "version": d.Version()}); err != nil {
 			return err
 		}

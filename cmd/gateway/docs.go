@@ -314,7 +314,9 @@ offline elsewhere that ERP5 has never seen.
 
 With --set-cursors the import seeds a new site from an ERP5 export carried by hand: each
 record's doc is ERP5's state, "version" is ERP5's modification time at full precision and
-"modification_date" (RFC 822 or ISO 8601) its date; every scope of upstream.scopes is marked
+"modification_date" (RFC 822 or ISO 8601) its date; a line {"forms": {"types": […]}} (the
+answer of the receiver's forms request) carries ERP5's view forms and workflows, which are
+learned as the downlink would learn them; every scope of upstream.scopes is marked
 complete, positioned at its newest record, so the first sync over the satellite fetches only
 what changed since the export. A scope without a dated record is not positioned.
 
@@ -366,6 +368,12 @@ let it breathe during a long import. Progress goes to standard error.`,
 					return seeder.Observe(rec.ID, rec.PortalType, rec.Doc, rec.Version, rec.ModificationDate)
 				}
 			}
+			var forms *formsImporter
+			if seeder != nil {
+				// An export may carry ERP5's forms (a {"forms": …} line): they are learned too.
+				forms = &formsImporter{now: time.Now()}
+				r = newFormsLines(r, forms.take)
+			}
 			start := time.Now()
 			rate := func(n int) float64 { return float64(n) / max(time.Since(start).Seconds(), 1e-9) }
 			// Progress while it runs; the summary below is the one final line (Import's last
@@ -378,6 +386,11 @@ let it breathe during a long import. Progress goes to standard error.`,
 			st, err := db.Import(cmd.Context(), r, opts)
 			if err == nil && enqueue {
 				m.wakeServe(cmd.Context())
+			}
+			if err == nil && seeder != nil {
+				if err = forms.store(cmd.Context(), db); err == nil && len(forms.forms) > 0 {
+					fmt.Fprintf(m.Stdout, "learned the forms of %d portal types\n", len(forms.forms))
+				}
 			}
 			if err == nil && seeder != nil {
 				if err = db.SetSyncCursors(cmd.Context(), toSyncCursors(seeder.Cursors())); err == nil {

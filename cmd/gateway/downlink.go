@@ -90,6 +90,7 @@ func (m *Main) NewDownlink(db *sqlite.DB, u *upstream.Uplink) *upstream.Downlink
 			st := u.Status()
 			return st.Mode, st.Capability
 		},
+		Forms:  formStore{db},
 		Logger: m.Logger.With(upstream.LogKeySubsystem, "downlink"),
 	}
 	u.Client.OnExchange = d.ObserveExchange

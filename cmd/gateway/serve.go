@@ -178,6 +178,9 @@ func (m *Main) StartServer(ctx context.Context) (s *Server, err error) {
 		}
 		s.Downlink = m.NewDownlink(s.DB, u)
 		s.Downlink.OnChanged = func(ids []string) { s.Service.OnChanged(ids, nil) }
+		// A learned form changed: the status notification carries the new forms_hash.
+		s.Downlink.OnFormsChanged = func() { notifier.poke(ctx) }
+		s.Service.UpstreamMode = func() string { return upstreamMode(u.Status().Mode) }
 		s.Service.Fetch = s.Downlink.Fetch
 		// The uplink claims under the start's epoch: on a full disk it opens once that is made.
 		err := s.outbox.whenReady(func() error {
@@ -215,7 +218,8 @@ func (m *Main) StartServer(ctx context.Context) (s *Server, err error) {
 	if s.Uplink != nil {
 		s.Control.Handle("GET "+ControlUplinkStatusPath, UplinkStatusHandler(s.Uplink))
 		s.Control.HandleWake(control.WakeResume, s.Uplink.Resume)
-		s.Control.HandleWake(control.WakeDownlink, s.Downlink.SyncNow)
+		// `gateway sync now` pulls at once and asks ERP5 for its forms again.
+		s.Control.HandleWake(control.WakeDownlink, s.Downlink.RefreshForms)
 	}
 	if err := s.Control.Open(); err != nil {
 		return s, err

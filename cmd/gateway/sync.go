@@ -369,7 +369,9 @@ func (m *Main) NewUplink(ctx context.Context, db *sqlite.DB, reg prometheus.Regi
 		HTTPClient: &http.Client{Transport: upstream.NewTransport(upstream.TransportConfig{Meter: meter, DialContext: m.UpstreamDial})},
 		Auth: upstream.Auth{User: cfg.Upstream.Auth.User, Password: cfg.Upstream.Auth.Password,
 			Token: cfg.Upstream.Auth.Token, Cookie: cfg.Upstream.Auth.Cookie},
-		Logger: logger,
+		Logger:  logger,
+		View:    cfg.Upstream.View,
+		Related: relatedFromReplica(db),
 	}
 	u := &upstream.Uplink{
 		Client:      client,

@@ -571,9 +571,9 @@ func TestWebApp(t *testing.T) {
 			tab.checkContrast(t, "list")
 			tab.screenshot(t, shots, "status-bar", "#statusbar")
 
-			// Sorting by a column header, then paging.
+			// Sorting by a column header (text in natural, locale order: Ú with U), then paging.
 			tab.do(t, "sort by title", chromedp.Click(chromedp.CSS(`th button.sort`)))
-			tab.wait(t, "descending order", `document.querySelector('th[aria-sort]')?.getAttribute('aria-sort') === 'descending' && document.querySelector('table.rows tbody tr')?.innerText.startsWith('Úrsula Dias')`)
+			tab.wait(t, "descending order", `document.querySelector('th[aria-sort]')?.getAttribute('aria-sort') === 'descending' && document.querySelector('table.rows tbody tr')?.innerText.startsWith('Zacarias Vieira')`)
 			tab.do(t, "next page", chromedp.Click(chromedp.CSS(`.pager button:last-child`)))
 			tab.waitText(t, ".summary", "21–32 of 32")
 			tab.waitText(t, ".page-info", "Page 2 of 2")
@@ -645,7 +645,7 @@ func TestWebApp(t *testing.T) {
 				stops = append(stops, s)
 			}
 			want := []string{"a:Skip to main content", "a:Site gateway", "a:Home", "a:New organisation", "input:Search", "button:Search",
-				"select:Search in", "select:Sort by", "select:Per page", "button:Title ▲", "button:Corporate name"}
+				"select:Search in", "select:Sort by", "select:Per page", "button:Title ▲", "button:Corporate Name"}
 			for i, s := range stops {
 				if i < len(want) && s.Name != want[i] {
 					t.Errorf("tab stop %d = %s, want %s", i+1, s.Name, want[i])
@@ -681,7 +681,8 @@ func TestWebApp(t *testing.T) {
 				Unlabeled: [...document.querySelectorAll('main input, main select, main textarea')].filter((el) => !el.labels || el.labels.length === 0).length,
 				Required: [...document.querySelectorAll('.doc-form [required]')].map((el) => el.closest('.field').dataset.field),
 			})`, &form)
-			if got := strings.Join(form.Fields, ","); got != "title,first_name,last_name,email" {
+			// The create form shows the same fields as the edit form (reference read-only for a clerk).
+			if got := strings.Join(form.Fields, ","); got != "title,first_name,last_name,reference,email" {
 				t.Errorf("create form fields = %s", got)
 			}
 			if form.Unlabeled != 0 {
@@ -742,6 +743,26 @@ func TestWebApp(t *testing.T) {
 			tab.waitText(t, ".sync-panel", "Head office rejected the last change: reference P-0101 is already used by Ana Lima")
 			tab.do(t, "open the conflicting person", chromedp.Navigate(g.s.URL()+"#/doc/"+conflictID))
 			tab.waitText(t, ".sync-panel", "In conflict")
+			tab.wait(t, "the site's email", `document.querySelector('[data-field=email] input')?.value === 'carla@example.org'`)
+			// The operator keeps head office's value: the open form shows it by itself.
+			var conflicts []struct {
+				Seq   int64  `json:"seq"`
+				State string `json:"state"`
+			}
+			if err := json.Unmarshal([]byte(runWebCLI(t, dir, "outbox", "ls", "-o", "json", "--doc", conflictID)), &conflicts); err != nil || len(conflicts) != 1 {
+				t.Fatalf("outbox ls for %s: %v %v", conflictID, conflicts, err)
+			}
+			runWebCLI(t, dir, "outbox", "resolve", fmt.Sprint(conflicts[0].Seq), "--keep", "remote", "--yes")
+			// The gateway learns of it from the database at its next status (every few seconds).
+			func() {
+				ctx, cancel := context.WithTimeout(tab.ctx, 45*time.Second)
+				defer cancel()
+				if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.querySelector('[data-field=email] input')?.value === 'carla.mendes@mina.example'`,
+					chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(40*time.Second))); err != nil {
+					t.Fatalf("head office's email in the open form: %v\n%s", err, tab.describe())
+				}
+			}()
+			tab.waitText(t, ".sync-panel", "At head office")
 			tab.do(t, "open a person the replica lacks", chromedp.Navigate(g.s.URL()+"#/doc/person_module/999"))
 			tab.waitText(t, "main .alert", "This document does not exist on the site gateway.")
 		}},
@@ -976,6 +997,9 @@ func TestWebApp(t *testing.T) {
 			store.waitText(t, "main", "This browser is not paired. Open the pairing link the gateway operator gave you.")
 			store.do(t, "pair", chromedp.Navigate(g.s.URL()+"pair#code="+code))
 			store.waitText(t, "#state", "Connected as store-1 (storekeeper).")
+			// No order line in the replica, and ERP5 never reached for them: the list says so.
+			store.do(t, "open the order lines", chromedp.Navigate(g.s.URL()+"#/list/Sale%20Order%20Line"))
+			store.waitText(t, ".empty", "Head office (ERP5) has not been reached yet")
 			store.do(t, "open the order", chromedp.Navigate(g.s.URL()+"#/doc/sale_order_module/31"))
 			store.wait(t, "the order form", `document.querySelector('[data-field=destination] input') !== null`)
 			var form struct {
@@ -1000,10 +1024,23 @@ func TestWebApp(t *testing.T) {
 				t.Errorf("outbox for the order: %d entries, want one action", len(entries))
 			}
 			store.waitText(t, ".head-badge", "Waiting to upload")
-			// A customer reference of the wrong form is refused on its field.
-			store.fill(t, "[data-field=destination] input", "Mina do Norte")
+			// The customer is chosen by name: the picker searches the replica as one types, and
+			// the order stores the chosen organisation's relative URL.
+			store.wait(t, "the customer's title", `document.querySelector('[data-field=destination] input').value === 'Mina do Norte Lda'`)
+			store.fill(t, "[data-field=destination] input", "sul")
+			store.waitText(t, "[data-field=destination] .suggestions", "Transportes Sul")
+			store.do(t, "choose it", chromedp.Click(chromedp.CSS(`[data-field=destination] .suggestion[data-id="organisation_module/12"]`)))
 			store.do(t, "save", chromedp.Click(chromedp.CSS(`.doc-form button[type=submit]`)))
-			store.waitText(t, "[data-field=destination] .field-error", "Customer is not in the expected form.")
+			store.waitText(t, ".save-state", "Saved on the site gateway.")
+			var dest string
+			store.eval(t, `app.session.get('sale_order_module/31').then((d) => d.destination)`, &dest)
+			if dest != "organisation_module/12" {
+				t.Errorf("stored customer = %q, want organisation_module/12", dest)
+			}
+			// Emptying the picker clears the relation: the order needs a customer, and says so.
+			store.fill(t, "[data-field=destination] input", "")
+			store.do(t, "save", chromedp.Click(chromedp.CSS(`.doc-form button[type=submit]`)))
+			store.waitText(t, "[data-field=destination] .field-error", "is required")
 		}},
 		{"RevokedPeerIsCutOff", func(t *testing.T) {
 			tab.do(t, "open the list", chromedp.Navigate(g.s.URL()+"#/list/Person"))

@@ -13,6 +13,7 @@ import {t, has, lang, typeName, reasonText, relativeTime, clockTime} from '/stri
 import {h, replace, debounce, isTyping, listHash, newHash, docHash, quote} from '/dom.js';
 import {ListView} from '/list.js';
 import {FormView} from '/form.js';
+import {Titles} from '/erp5.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -29,6 +30,9 @@ export class App {
     this.status = null;
     this.flash = null; // {text, kind} for the next view
     this.routedWithTypes = false;
+    this.titles = null; // related documents' titles (erp5.js)
+    this.formsHash = ''; // describe's forms_hash: a new one means ERP5's forms changed
+    this.upstreamMode = 'unknown'; // receiver, stock or unknown
   }
 
   async boot() {
@@ -37,9 +41,13 @@ export class App {
     if (location.pathname === '/pair') await this.pairFromLink();
     const s = new Session();
     this.session = s;
+    this.titles = new Titles(s);
     s.addEventListener('state', () => this.onState());
     s.addEventListener('open', (e) => this.onOpen(e.detail));
-    s.addEventListener('changed', (e) => this.view && this.view.changed && this.view.changed(e.detail));
+    s.addEventListener('changed', (e) => {
+      this.titles.forget([...(e.detail.ids || []), ...Object.keys(e.detail.renamed || {})]);
+      if (this.view && this.view.changed) this.view.changed(e.detail);
+    });
     s.addEventListener('status', (e) => this.onStatus(e.detail));
     s.addEventListener('writes', () => this.renderBanner());
     s.addEventListener('restored', (e) => this.onRestored(e.detail));
@@ -134,7 +142,9 @@ export class App {
 
   async loadTypes() {
     const d = await this.session.describe();
-    const key = JSON.stringify(d.types);
+    this.formsHash = d.forms_hash || '';
+    this.upstreamMode = d.upstream_mode || 'unknown';
+    const key = JSON.stringify([d.types, this.upstreamMode]);
     const changed = key !== this.typesKey;
     this.typesKey = key;
     this.types = new Map(d.types.map((ti) => [ti.portal_type, ti]));
@@ -207,6 +217,21 @@ export class App {
 
   onStatus(st) {
     this.status = st;
+    // The uplink learns whether head office runs the receiver after describe answered.
+    if (st && st.upstream_mode && st.upstream_mode !== this.upstreamMode) this.upstreamMode = st.upstream_mode;
+    // ERP5's forms changed at head office (a relabel, a new field): describe again, and show
+    // the page anew unless the user is typing in it (a draft keeps what was typed anyway).
+    if (st && st.forms_hash && this.types && st.forms_hash !== this.formsHash && !this.describing) {
+      this.describing = true;
+      this.formsHash = st.forms_hash;
+      this.loadTypes().then((changed) => {
+        if (changed && this.routedWithTypes && !(this.view && this.view.dirty)) this.route();
+      }).catch(() => {
+        this.formsHash = '';
+      }).finally(() => {
+        this.describing = false;
+      });
+    }
     this.renderStatus();
     if (this.view && this.view.status) this.view.status(st);
   }

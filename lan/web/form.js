@@ -1,90 +1,19 @@
-// form.js — the create and edit forms, generated from describe: one labelled control per
-// field (by the schema's type), required marks, read-only fields, the gateway's validation
-// messages on their fields, the workflow transitions the role may run, and the document's
-// upstream state. What the user types is kept (per tab) until it is saved, across reloads and
-// dropped connections.
+// form.js — a document's form as ERP5 shows it (erp5.js builds the field model from the
+// learned form, else from the policy schema): ERP5's groups side by side, its titles, help,
+// required marks and read-only fields; the listbox of sub-documents (an order's lines); the
+// workflow transitions ERP5 lists for the document's state that the role may run; and the
+// document's upstream state. What the user types is kept (per tab) until it is saved, across
+// reloads and dropped connections.
 
-import {t, lang, typeName, fieldLabel, fieldHints, fieldError, transitionLabel, reasonText} from '/strings.js';
-import {h, replace, debounce, docHash, listHash, newHash, formatValue, newID} from '/dom.js';
-import {readableFn, syncBadge} from '/list.js';
+import {t, typeName, fieldError, reasonText} from '/strings.js';
+import {h, replace, debounce, docHash, listHash, newHash, newID} from '/dom.js';
+import {syncBadge} from '/list.js';
+import {formModel, stateTitle, transitionTitle, transitionsFor, RELATIVE_URL} from '/erp5.js';
+import {makeWidget, toRaw} from '/fields.js';
+import {ListBox} from '/listbox.js';
 
-// FIELD_ORDER puts the fields people look for first; others follow in the schema's order,
-// then by name.
-const FIELD_ORDER = ['title', 'first_name', 'last_name', 'corporate_name', 'reference', 'email', 'default_address_city',
-  'destination', 'resource', 'quantity', 'quantity_unit', 'price', 'base_price', 'start_date', 'stop_date', 'birthday',
-  'simulation_state', 'validation_state'];
-// Fields never shown as fields: the type is the page's subject, the parent its place.
-const HIDDEN = new Set(['portal_type', 'parent_relative_url']);
-// Fields shown last, read-only whatever the role: ERP5 sets them.
-const LAST = ['creation_date', 'modification_date'];
-// KNOWN_TRANSITIONS are offered when the role may run any transition ("*").
-const KNOWN_TRANSITIONS = {
-  'Sale Order': ['plan_action', 'order_action', 'confirm_action', 'cancel_action', 'deliver_action'],
-  'Person': ['validate_action', 'invalidate_action'],
-  'Organisation': ['validate_action', 'invalidate_action'],
-  'Product': ['validate_action', 'invalidate_action'],
-};
-// CHILD_TYPES are created inside a document of the parent type.
-const CHILD_TYPES = {'Sale Order': 'Sale Order Line'};
 const DRAFT_PREFIX = 'gateway.draft:';
 const SYNC_POLL = 4000; // ms between sync checks while the document waits for head office
-
-const NUMBER_RE = /^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/;
-const DATE_RE = /^\d{4}-\d{2}-\d{2}$/;
-
-function fieldOrder(names, schemaNames) {
-  const rank = (f) => {
-    const i = FIELD_ORDER.indexOf(f);
-    if (i >= 0) return i;
-    const l = LAST.indexOf(f);
-    if (l >= 0) return 10000 + l;
-    const s = schemaNames.indexOf(f);
-    return s >= 0 ? 1000 + s : 5000;
-  };
-  return [...names].sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
-}
-
-// kindOf returns how a field is edited: its schema type, else what its value looks like.
-function kindOf(fs, value) {
-  if (fs && fs.enum && fs.enum.length) return 'enum';
-  if (fs && fs.type) return fs.type;
-  if (typeof value === 'number') return 'number';
-  if (typeof value === 'boolean') return 'boolean';
-  if (Array.isArray(value)) return 'list';
-  return 'string';
-}
-
-// toRaw writes a value as the text its control holds.
-function toRaw(v, kind) {
-  if (v === null || v === undefined) return kind === 'boolean' ? 'false' : '';
-  if (kind === 'boolean') return v === true ? 'true' : 'false';
-  if (kind === 'list') return Array.isArray(v) ? v.join('\n') : String(v);
-  if (typeof v === 'object') return JSON.stringify(v);
-  return String(v);
-}
-
-// fromRaw reads a control's text back as a value; null when empty. A number that does not
-// parse is sent as typed, so that the gateway's validation names the problem on the field.
-function fromRaw(raw, kind, fs) {
-  if (kind === 'boolean') return raw === 'true';
-  const s = kind === 'list' ? raw : raw.trim();
-  if (s === '') return null;
-  switch (kind) {
-    case 'number':
-    case 'integer':
-      return NUMBER_RE.test(s) ? Number(s) : s;
-    case 'list': {
-      const items = s.split('\n').map((x) => x.trim()).filter((x) => x !== '');
-      return items.length ? items : null;
-    }
-    case 'enum': {
-      const match = fs.enum.find((e) => String(e) === s);
-      return match === undefined ? s : match;
-    }
-    default:
-      return s;
-  }
-}
 
 /** FormView is a document's form (id given) or a create form (type given). */
 export class FormView {
@@ -96,6 +25,7 @@ export class FormView {
     this.parent = params.get('parent') || '';
     this.doc = null;
     this.widgets = new Map();
+    this.listboxes = [];
     this.saving = false;
     this.destroyed = false;
     this.syncState = null;
@@ -123,6 +53,8 @@ export class FormView {
       return;
     }
     let doc;
+    // The outbox as it was when this version was read: a later move reloads it (status).
+    const outboxSeen = JSON.stringify(this.app.status && this.app.status.outbox);
     try {
       doc = await s.get(this.id);
     } catch (err) {
@@ -135,6 +67,7 @@ export class FormView {
     if (this.destroyed) return;
     const first = !this.doc;
     this.doc = doc;
+    if (this.app.status) this.lastOutbox = outboxSeen;
     this.type = doc.portal_type || this.type;
     if (first) this.build();
     else this.refreshValues();
@@ -145,43 +78,23 @@ export class FormView {
     replace(this.el, h('h1', {tabindex: '-1'}, this.id || typeName(this.type, 'title')), h('p', {class: 'alert ' + cls, role: cls === 'err' ? 'alert' : 'status'}, text));
   }
 
-  // fields lists the form's fields: [{name, fs, editable}].
-  fields() {
-    const info = this.info;
-    const schema = (info.schema && info.schema.fields) || {};
-    const schemaNames = Object.keys(schema);
-    const readable = readableFn(info);
-    const canWrite = info.methods.includes(this.id ? 'put' : 'post');
-    const writeAll = info.writable.includes('*');
-    const writable = (f) => canWrite && !LAST.includes(f) && (writeAll || info.writable.includes(f));
-    const names = new Set(schemaNames);
-    if (!writeAll) info.writable.forEach((f) => names.add(f));
-    if (this.doc) Object.keys(this.doc).forEach((f) => names.add(f));
-    const out = [];
-    for (const f of fieldOrder(names, schemaNames)) {
-      if (HIDDEN.has(f) || f.startsWith('_')) continue;
-      const editable = writable(f);
-      if (this.id) {
-        // Shown when editable, or when readable and part of this type (its schema or the document).
-        if (!editable && !(readable(f) && (schema[f] || (this.doc && f in this.doc)))) continue;
-      } else if (!editable) {
-        continue;
-      }
-      out.push({name: f, fs: schema[f] || null, editable});
-    }
-    return out;
+  // model is the form's field model: ERP5's groups of fields.
+  model() {
+    return formModel(this.info, {doc: this.doc, method: this.id ? 'put' : 'post'});
   }
 
   build() {
     const app = this.app;
     this.info = app.typeInfo(this.type);
     const title = typeName(this.type, 'title');
-    const heading = this.id ? (this.doc && this.doc.title ? String(this.doc.title) : this.id) : t('newDoc', {type: typeName(this.type, 'one')});
+    const heading = this.heading();
     app.setPage(heading, [{label: title, href: listHash(this.type)}, {label: heading, href: ''}]);
     if (!this.info) {
       replace(this.el, h('h1', {tabindex: '-1'}, heading), h('p', {class: 'alert err', role: 'alert'}, t('denied', {message: reasonText('denied', '')})));
       return;
     }
+    for (const lb of this.listboxes) if (lb.destroy) lb.destroy();
+    for (const w of this.widgets.values()) if (w.picker) w.picker.destroy();
     const canSave = this.info.methods.includes(this.id ? 'put' : 'post');
     this.badge = h('span', {class: 'head-badge'});
     this.syncPanel = h('div', {class: 'sync-panel', 'aria-live': 'polite', hidden: !this.id});
@@ -190,16 +103,34 @@ export class FormView {
     this.changedNote = h('div', {class: 'note', role: 'status', hidden: true});
     this.saveState = h('span', {class: 'save-state', role: 'status'});
     this.widgets = new Map();
-    const fieldList = this.fields();
-    const controls = fieldList.map((f) => this.widget(f));
+    this.listboxes = [];
+    const model = this.model();
+    this.shape = JSON.stringify(model.groups.map((g) => g.fields.map((f) => f.id + (f.editable ? '+' : ''))));
+    const ctx = {session: this.session, titles: app.titles, doc: this.doc, onchange: () => this.edited()};
+    const boxes = [];
+    const groups = model.groups.map((g) => {
+      const items = [];
+      for (const m of g.fields) {
+        if (m.type === 'ListBox') {
+          // A listbox lists sub-documents: it has its own form, after this one.
+          if (this.id) boxes.push(m);
+          else items.push(h('p', {class: 'muted field'}, h('strong', {}, m.title), ' — ', t('linesAfterCreate')));
+          continue;
+        }
+        const w = makeWidget(m, ctx);
+        this.widgets.set(m.prop || m.id, w);
+        items.push(w.wrap);
+      }
+      return items.length ? h('div', {class: 'group group-' + g.id.replace(/[^A-Za-z0-9_-]/g, '_'), 'data-group': g.id}, items) : null;
+    }).filter(Boolean);
     this.submit = canSave ? h('button', {type: 'submit', class: 'primary', 'aria-keyshortcuts': 'Control+S'}, this.id ? t('save') : t('create')) : null;
     this.form = h('form', {class: 'doc-form', novalidate: true, onsubmit: (e) => { e.preventDefault(); this.save(); },
       oninput: () => this.edited(), onchange: () => this.edited()},
       this.summary, this.draftNote, this.changedNote,
-      this.parent ? h('p', {class: 'muted'}, fieldLabel('parent_relative_url') + ': ', h('a', {href: docHash(this.parent)}, this.parent)) : null,
-      controls.length ? h('div', {class: 'fields'}, controls) : h('p', {class: 'muted'}, t('noFields')),
+      this.parentLine(),
+      groups.length ? h('div', {class: 'groups' + (model.learned ? ' learned' : '')}, groups) : h('p', {class: 'muted'}, t('noFields')),
       h('div', {class: 'form-actions'}, this.submit,
-        h('a', {class: 'button secondary', href: listHash(this.type)}, t('cancel')),
+        h('a', {class: 'button secondary', href: this.parentOf() ? docHash(this.parentOf()) : listHash(this.type)}, this.parentOf() ? t('backToParent') : t('cancel')),
         this.saveState),
       canSave ? h('p', {class: 'hint keys'}, t('saveShortcut')) : null);
     const flash = this.flash ? h('p', {class: 'alert ' + this.flash.kind, role: 'status'}, this.flash.text) : null;
@@ -210,82 +141,46 @@ export class FormView {
       this.waitingRestored = true;
       this.saveState.textContent = this.session.open ? t('saving') : t('savingOffline');
     }
+    this.listboxes = boxes.map((m) => new ListBox(this, m));
+    this.workflowEl = this.id ? h('section', {class: 'actions', 'aria-live': 'polite'}) : null;
     replace(this.el,
-      h('div', {class: 'page-head'}, h('h1', {tabindex: '-1'}, heading), this.badge),
+      h('div', {class: 'page-head'}, h('h1', {tabindex: '-1'}, heading), this.stateChip = h('span', {class: 'state-chip', hidden: true}), this.badge),
       flash,
       this.syncPanel,
+      this.workflowEl,
       this.form,
-      this.id ? this.actionsSection() : null,
+      this.listboxes.map((lb) => lb.el),
       this.id ? this.children() : null,
       this.id ? this.meta() : null);
+    this.renderWorkflow();
     this.restoreDraft();
   }
 
-  // widget builds one field: label (with required / read-only marks), control, hint, error.
-  widget({name, fs, editable}) {
-    const id = newID('f-' + name.replace(/[^A-Za-z0-9_-]/g, '_'));
-    const value = this.doc ? this.doc[name] : undefined;
-    const kind = kindOf(fs, value);
-    const required = !!(fs && fs.required);
-    const hintText = editable ? fieldHints[name] || (kind === 'list' ? t('listHint') : '') : '';
-    const describedBy = [hintText ? id + '-hint' : '', id + '-err'].filter(Boolean).join(' ');
-    const raw = toRaw(value, kind);
-    let control;
-    if (!editable) {
-      const text = value === undefined ? t('none') : formatValue(value, {lang, yes: t('yes'), none: t('none')});
-      control = h('input', {id, type: 'text', readonly: true, value: text, class: 'readonly', 'aria-describedby': describedBy});
-    } else if (kind === 'enum') {
-      control = h('select', {id, name, required, 'aria-describedby': describedBy},
-        h('option', {value: ''}, required ? '' : t('none')),
-        fs.enum.map((v) => h('option', {value: String(v)}, formatValue(v, {lang}))));
-      // A stored value the schema does not list still shows.
-      if (raw && !fs.enum.map(String).includes(raw)) control.append(h('option', {value: raw}, raw));
-      control.value = raw;
-    } else if (kind === 'boolean') {
-      control = h('input', {id, name, type: 'checkbox', checked: value === true, 'aria-describedby': describedBy});
-    } else if (kind === 'list') {
-      control = h('textarea', {id, name, rows: 3, required, 'aria-describedby': describedBy, value: raw});
-    } else {
-      const attrs = {id, name, required, 'aria-describedby': describedBy, value: raw, autocomplete: 'off'};
-      if (kind === 'number' || kind === 'integer') {
-        attrs.type = 'text';
-        attrs.inputmode = kind === 'integer' ? 'numeric' : 'decimal';
-      } else if (kind === 'date' && (raw === '' || DATE_RE.test(raw))) {
-        attrs.type = 'date';
-      } else if (name === 'email') {
-        attrs.type = 'email';
-        attrs.autocapitalize = 'off';
-        attrs.spellcheck = 'false';
-      } else {
-        attrs.type = 'text';
-      }
-      if (fs && fs.max_length && kind === 'string') attrs.maxlength = fs.max_length;
-      control = h('input', attrs);
-    }
-    const err = h('p', {id: id + '-err', class: 'field-error', hidden: true});
-    const label = h('label', {for: id}, fieldLabel(name),
-      required && editable ? h('span', {class: 'tag req'}, t('required')) : null,
-      !editable ? h('span', {class: 'tag ro'}, t('readOnly')) : null);
-    const wrap = h('div', {class: 'field' + (kind === 'boolean' ? ' check' : '') + (editable ? '' : ' is-readonly'), 'data-field': name},
-      kind === 'boolean' && editable ? [control, label] : [label, control],
-      hintText ? h('p', {id: id + '-hint', class: 'hint'}, hintText) : null,
-      err);
-    this.widgets.set(name, {name, fs, kind, editable, control, err, wrap, original: raw});
-    return wrap;
+  heading() {
+    if (!this.id) return t('newDoc', {type: typeName(this.type, 'one')});
+    if (this.doc && this.doc.title) return String(this.doc.title);
+    // No title (an order's line): its type and number, as ERP5 lists it.
+    const one = typeName(this.type, 'one');
+    return one.charAt(0).toUpperCase() + one.slice(1) + ' ' + this.id.split('/').pop();
   }
 
-  raw(w) {
-    return w.kind === 'boolean' && w.editable ? (w.control.checked ? 'true' : 'false') : w.control.value;
+  // parentOf is the document this one is part of (an order for a line), '' when none.
+  parentOf() {
+    const p = this.doc ? this.doc.parent_relative_url : this.parent;
+    return typeof p === 'string' && RELATIVE_URL.test(p) ? p : '';
   }
 
-  setRaw(w, raw) {
-    if (w.kind === 'boolean' && w.editable) w.control.checked = raw === 'true';
-    else w.control.value = raw;
+  parentLine() {
+    const p = this.parentOf();
+    if (!p) return null;
+    const a = h('a', {href: docHash(p), class: 'parent-link'}, p);
+    this.app.titles.title(p).then((title) => { if (title) a.textContent = title; });
+    return h('p', {class: 'parent'}, t('partOf') + ' ', a);
   }
 
   get dirty() {
     for (const w of this.widgets.values()) {
-      if (w.editable && this.raw(w) !== w.original) return true;
+      if (w.editable && w.raw() !== w.original) return true;
     }
     return false;
   }
@@ -301,7 +196,7 @@ export class FormView {
     let any = false;
     for (const w of this.widgets.values()) {
       if (!w.editable) continue;
-      const raw = this.raw(w);
+      const raw = w.raw();
       values[w.name] = raw;
       if (raw !== w.original) any = true;
     }
@@ -332,8 +227,8 @@ export class FormView {
     let restored = false;
     for (const [name, raw] of Object.entries(d.values)) {
       const w = this.widgets.get(name);
-      if (w && w.editable && typeof raw === 'string' && raw !== this.raw(w)) {
-        this.setRaw(w, raw);
+      if (w && w.editable && typeof raw === 'string' && raw !== w.raw()) {
+        w.setRaw(raw);
         restored = true;
       }
     }
@@ -345,7 +240,7 @@ export class FormView {
 
   discardDraft() {
     this.clearDraft();
-    for (const w of this.widgets.values()) if (w.editable) this.setRaw(w, w.original);
+    for (const w of this.widgets.values()) if (w.editable) w.setRaw(w.original);
     this.draftNote.hidden = true;
     this.clearErrors();
     const first = [...this.widgets.values()].find((w) => w.editable);
@@ -356,9 +251,10 @@ export class FormView {
   // else behind a note, so that typing is never lost.
   refreshValues() {
     if (!this.form) return;
-    const names = this.fields().map((f) => f.name).join(',');
-    const sameFields = names === [...this.widgets.keys()].join(',');
-    const moved = !sameFields || [...this.widgets.values()].some((w) => toRaw(this.doc[w.name], w.kind) !== w.original);
+    const shape = JSON.stringify(this.model().groups.map((g) => g.fields.map((f) => f.id + (f.editable ? '+' : ''))));
+    const sameFields = shape === this.shape;
+    const moved = !sameFields || [...this.widgets.values()].some((w) => toRaw(w.m, this.doc[w.m.prop]) !== w.original);
+    this.renderWorkflow();
     if (!moved) return; // nothing new (a reconnect, our own save): leave the form as it is
     if (this.dirty) {
       replace(this.changedNote, h('span', {}, t('changedElsewhere')), ' ',
@@ -371,13 +267,14 @@ export class FormView {
       return;
     }
     for (const w of this.widgets.values()) {
-      const v = this.doc[w.name];
-      const raw = toRaw(v, w.kind);
+      const v = this.doc[w.m.prop];
+      const raw = toRaw(w.m, v);
       w.original = raw;
-      if (w.editable) this.setRaw(w, raw);
-      else w.control.value = v === undefined ? t('none') : formatValue(v, {lang, yes: t('yes'), none: t('none')});
+      if (w.editable) w.setRaw(raw);
+      else if (w.show) w.show(v);
     }
-    const heading = this.doc.title ? String(this.doc.title) : this.id;
+    this.changedNote.hidden = true;
+    const heading = this.heading();
     const h1 = this.el.querySelector('h1');
     if (h1 && h1.textContent !== heading) {
       h1.textContent = heading;
@@ -387,7 +284,7 @@ export class FormView {
 
   loadTheirs() {
     this.clearDraft();
-    for (const w of this.widgets.values()) if (w.editable) this.setRaw(w, w.original);
+    for (const w of this.widgets.values()) if (w.editable) w.setRaw(w.original);
     this.changedNote.hidden = true;
     this.draftNote.hidden = true;
     this.refreshValues();
@@ -412,12 +309,12 @@ export class FormView {
     const values = {};
     for (const w of this.widgets.values()) {
       if (!w.editable) continue;
-      const raw = this.raw(w);
+      const raw = w.raw();
       if (this.id) {
-        if (raw !== w.original) values[w.name] = fromRaw(raw, w.kind, w.fs);
+        if (raw !== w.original) values[w.name] = w.value();
       } else {
-        const v = fromRaw(raw, w.kind, w.fs);
-        if (v !== null && !(w.kind === 'boolean' && v === false)) values[w.name] = v;
+        const v = w.value();
+        if (v !== null && !(w.m.type === 'CheckBoxField' && v === false)) values[w.name] = v;
       }
     }
     if (this.id && Object.keys(values).length === 0) {
@@ -463,7 +360,7 @@ export class FormView {
       location.hash = docHash(res.id);
       return;
     }
-    for (const w of this.widgets.values()) if (w.editable) w.original = this.raw(w);
+    for (const w of this.widgets.values()) if (w.editable) w.original = w.raw();
     this.draftNote.hidden = true;
     this.saveState.textContent = t('saved');
     this.load();
@@ -477,8 +374,8 @@ export class FormView {
     const order = [...this.widgets.keys()];
     const pos = (f) => (order.indexOf(f) < 0 ? order.length : order.indexOf(f));
     for (const [f, msg] of Object.entries(fields).sort((a, b) => pos(a[0]) - pos(b[0]))) {
-      const text = fieldError(f, String(msg));
       const w = this.widgets.get(f);
+      const text = fieldError(f, String(msg), w ? w.m.title : undefined);
       if (w) {
         w.err.textContent = text;
         w.err.hidden = false;
@@ -517,6 +414,7 @@ export class FormView {
     if (this.destroyed || !st) return;
     this.syncState = st;
     this.renderSync();
+    this.renderWorkflow();
     if (st.state === 'pending') this.syncTimer = setTimeout(() => this.refreshSync(), SYNC_POLL);
   }
 
@@ -533,34 +431,66 @@ export class FormView {
     this.syncPanel.hidden = false;
   }
 
-  // Workflow transitions the role may run on this type.
-  actionsSection() {
+  // renderWorkflow shows the document's state (ERP5's title, "pending: Confirm" while a
+  // transition waits for head office, ERP5's message when it refused one) and the
+  // transitions ERP5 lists for that state which the role may run.
+  renderWorkflow() {
+    const el = this.workflowEl;
     const info = this.info;
-    if (!info.methods.includes('action')) return null;
-    const list = info.transitions.includes('*') ? KNOWN_TRANSITIONS[this.type] || [] : info.transitions;
-    if (!list.length) return null;
-    const cid = newID('comment');
-    this.comment = h('input', {id: cid, type: 'text', autocomplete: 'off'});
-    this.actionResult = h('p', {class: 'action-result', role: 'status'});
-    this.actionButtons = list.map((tr) => h('button', {type: 'button', class: 'secondary', onclick: () => this.runAction(tr)}, transitionLabel(tr)));
-    return h('section', {class: 'actions', 'aria-labelledby': cid + '-h'},
-      h('h2', {id: cid + '-h'}, t('actions')),
-      h('div', {class: 'field'}, h('label', {for: cid}, t('actionComment')), this.comment),
-      h('div', {class: 'buttons'}, this.actionButtons),
+    if (!el || !info || !this.doc) return;
+    const wf = info.workflow;
+    const st = this.syncState;
+    const state = wf ? this.doc[wf.state_field] : undefined;
+    const pending = st && st.state === 'pending' && st.transition ? st.transition : '';
+    const refused = st && st.state === 'dead' && st.reason ? st.reason : '';
+    if (this.stateChip) {
+      const title = state !== undefined && state !== null && state !== '' ? stateTitle(info, state) : '';
+      this.stateChip.textContent = title ? (pending ? t('statePending', {state: title, action: transitionTitle(info, pending)}) : title) : '';
+      this.stateChip.hidden = !title;
+    }
+    const offered = transitionsFor(info, this.doc);
+    const stock = this.app.upstreamMode === 'stock';
+    const hasWorkflow = !!wf || info.transitions.length > 0;
+    if (!info.methods.includes('action') || !hasWorkflow || (!stock && !offered.list.length && !pending && !refused && !offered.unknown)) {
+      el.hidden = true;
+      el.replaceChildren();
+      return;
+    }
+    el.hidden = false;
+    const key = JSON.stringify([offered, pending, refused, stock, this.actionBusy || false]);
+    if (key === this.workflowKey) return;
+    this.workflowKey = key;
+    const cid = this.commentID || (this.commentID = newID('comment'));
+    const keep = this.comment ? this.comment.value : '';
+    this.comment = h('input', {id: cid, type: 'text', autocomplete: 'off', value: keep, disabled: stock});
+    if (!this.actionResult) this.actionResult = h('p', {class: 'action-result', role: 'status'});
+    this.actionButtons = offered.list.map((tr) => h('button', {type: 'button', class: 'secondary', 'data-transition': tr.name,
+      disabled: stock || !!pending || this.actionBusy, onclick: () => this.runAction(tr)}, tr.title));
+    replace(el,
+      h('h2', {}, t('actions')),
+      stock ? h('p', {class: 'alert warn stock-note'}, t('stockWorkflow')) : null,
+      pending ? h('p', {class: 'alert pending-note'}, t('transitionPending', {action: transitionTitle(info, pending)})) : null,
+      refused ? h('p', {class: 'alert err refused-note'}, t('transitionRefused', {message: refused})) : null,
+      offered.unknown && !stock ? h('p', {class: 'muted'}, t('stateUnknown', {state: String(offered.state || '')})) : null,
+      offered.list.length ? [
+        h('div', {class: 'field'}, h('label', {for: cid}, t('actionComment')), this.comment),
+        h('div', {class: 'buttons'}, this.actionButtons)] : (offered.unknown || stock ? null : h('p', {class: 'muted'}, t('noTransitions'))),
       this.actionResult);
   }
 
   async runAction(tr) {
-    const label = transitionLabel(tr);
+    const label = tr.title;
+    this.actionBusy = true;
     for (const b of this.actionButtons) b.disabled = true;
     this.actionResult.className = 'action-result';
     this.actionResult.textContent = t('actionRunning', {action: label});
     try {
-      await this.session.action(this.id, tr, {comment: this.comment.value.trim()});
+      await this.session.action(this.id, tr.name, {comment: this.comment.value.trim()});
       if (this.destroyed) return;
       this.actionResult.className = 'action-result ok';
       this.actionResult.textContent = t('actionDone', {action: label});
       this.comment.value = '';
+      this.actionBusy = false;
       this.load();
     } catch (err) {
       if (this.destroyed) return;
@@ -568,13 +498,16 @@ export class FormView {
       this.actionResult.className = 'action-result err';
       this.actionResult.textContent = t('actionFailed', {action: label, message: why});
     } finally {
-      for (const b of this.actionButtons) b.disabled = false;
+      this.actionBusy = false;
+      this.workflowKey = '';
+      this.renderWorkflow();
     }
   }
 
   // children offers to add a child document (a line to an order) when the role may.
   children() {
-    const child = CHILD_TYPES[this.type];
+    if (this.listboxes.length) return null;
+    const child = {'Sale Order': 'Sale Order Line'}[this.type];
     const ci = child && this.app.typeInfo(child);
     if (!ci || !ci.methods.includes('post')) return null;
     return h('p', {}, h('a', {class: 'button secondary', href: newHash(child) + '?parent=' + encodeURIComponent(this.id)}, t('newDoc', {type: typeName(child, 'one')})));
@@ -603,10 +536,13 @@ export class FormView {
       }
       this.app.replaceHash(docHash(this.id));
       this.load();
+      for (const lb of this.listboxes) lb.changed();
       return;
     }
+    const ids = detail.ids || [];
+    if (ids.some((x) => x !== this.id)) for (const lb of this.listboxes) lb.changed();
     // Our own save notifies us too: its answer reloads the form.
-    if (this.saving || !(detail.ids || []).includes(this.id)) return;
+    if (this.saving || !ids.includes(this.id)) return;
     this.load();
   }
 
@@ -620,7 +556,7 @@ export class FormView {
     this.waitingRestored = false;
     if (this.submit) this.submit.disabled = false;
     this.saveState.textContent = t('saved');
-    for (const w of this.widgets.values()) if (w.editable) this.setRaw(w, w.original);
+    for (const w of this.widgets.values()) if (w.editable) w.setRaw(w.original);
     this.draftNote.hidden = true;
     if (this.id) this.load();
   }
@@ -633,8 +569,15 @@ export class FormView {
 
   status() {
     if (this.syncState) this.renderSync();
+    this.renderWorkflow(); // the upstream mode may have become known
     const key = JSON.stringify(this.app.status && this.app.status.outbox);
-    if (this.lastOutbox !== undefined && key !== this.lastOutbox) this.refreshSync();
+    if (this.lastOutbox !== undefined && key !== this.lastOutbox) {
+      this.refreshSync();
+      // The outbox moved (an upload settled, the operator resolved a conflict from the
+      // command line): the document may have changed without a notification for it. load
+      // shows it in place unless the user is typing (then behind a note).
+      if (this.id && !this.saving) this.load();
+    }
     this.lastOutbox = key;
   }
 

@@ -693,6 +693,14 @@ export class Session extends EventTarget {
   get(id) { return this.call('get', {id}); }
   allDocs(options = {}) { return this.call('allDocs', options); }
   sync(ids) { return this.call('sync', {ids}); }
+
+  /** batch runs several read-only calls in one message: [{result} | {error}], in order. */
+  batch(calls, options = {}) {
+    if (!this.open) {
+      return Promise.reject(new GatewayError('not connected to the gateway', {status: 503, reason: 'disconnected'}));
+    }
+    return this.gateway.batch(calls, options);
+  }
   describe() { return this.call('describe', {}); }
   status() { return this.call('status', {}); }
 

@@ -2,8 +2,9 @@
 // fields with a fixed set of values, sorting, paging with total_rows, and each document's
 // upstream state. The list refreshes when the gateway says documents changed.
 
-import {t, lang, typeName, fieldLabel, reasonText, relativeTime} from '/strings.js';
+import {t, lang, typeName, reasonText, relativeTime} from '/strings.js';
 import {h, replace, debounce, docHash, listHash, newHash, formatValue, quote, newID} from '/dom.js';
+import {labelOf, relationOf, fieldOf, formatDate, formatNumber, parseDate, naturalCompare, stateTitle, RELATIVE_URL} from '/erp5.js';
 
 /** PREFERRED_COLUMNS are the columns of known portal types, the first being the link. */
 export const PREFERRED_COLUMNS = {
@@ -16,6 +17,11 @@ export const PREFERRED_COLUMNS = {
 const MAX_COLUMNS = 5;
 const PAGE_SIZES = [20, 50, 100];
 const DEFAULT_SIZE = 20;
+// NATURAL_MAX: up to this many matches, a list sorted by a text column is sorted here, in
+// natural order ("Commande 2" before "Commande 185"); beyond, in the gateway's text order.
+const NATURAL_MAX = 500;
+// DATE_KEYS are compared as dates by the gateway (query.date_keys) and shown as dates.
+const DATE_KEYS = new Set(['modification_date', 'creation_date', 'start_date', 'stop_date', 'birthday']);
 
 /** readableFn returns whether the role reads a field of a describe entry. */
 export function readableFn(info) {
@@ -28,7 +34,11 @@ export function readableFn(info) {
 function columnsFor(info) {
   const readable = readableFn(info);
   const schema = Object.keys((info.schema && info.schema.fields) || {});
-  let cols = (PREFERRED_COLUMNS[info.portal_type] || []).filter(readable);
+  // A preferred column is the property ERP5's form shows it with (email → default_email_text).
+  const formProps = info.form && info.form.fields ? Object.values(info.form.fields).map((f) => f.property).filter(Boolean) : [];
+  const inForm = (c) => (formProps.includes(c) ? c : formProps.find((p) => p === `default_${c}_text` || p === `default_${c}` || p.endsWith('_' + c)) || c);
+  let cols = [...new Set((PREFERRED_COLUMNS[info.portal_type] || []).map((c) => (formProps.length ? inForm(c) : c)))].filter(readable);
+  if (!cols.length && formProps.length) cols = ['title', ...formProps.filter((p) => p !== 'title' && !/_list$/.test(p))].filter(readable);
   if (!cols.length) cols = ['title', ...schema.filter((f) => f !== 'title')].filter(readable);
   if (!cols.includes('title') && readable('title')) cols.unshift('title');
   return cols.slice(0, MAX_COLUMNS);
@@ -88,16 +98,16 @@ export class ListView {
         h('select', {id, name, onchange}, options.map(([v, text]) => h('option', {value: v, selected: String(v) === String(value)}, text))));
     };
     const tools = h('div', {class: 'tools'},
-      select(t('searchIn'), 'in', [['', t('anyField')], ...this.inFields.map((f) => [f, fieldLabel(f)])], this.st.in,
+      select(t('searchIn'), 'in', [['', t('anyField')], ...this.inFields.map((f) => [f, labelOf(this.info, f)])], this.st.in,
         (e) => { this.st.in = e.target.value; this.search(); }),
-      this.enums.map((e) => select(fieldLabel(e.field), 'f-' + e.field, [['', t('anyValue')], ...e.values.map((v) => [v, formatValue(v, {lang})])],
+      this.enums.map((e) => select(labelOf(this.info, e.field), 'f-' + e.field, [['', t('anyValue')], ...e.values.map((v) => [v, this.valueText(e.field, v)])],
         this.st.filters[e.field] || '', (ev) => {
           if (ev.target.value) this.st.filters[e.field] = ev.target.value;
           else delete this.st.filters[e.field];
           this.search();
         })),
-      select(t('sortBy'), 'sort', this.sortable.flatMap((f) => [[f + ':ascending', t('sortOption', {field: fieldLabel(f), order: t('ascending')})],
-        [f + ':descending', t('sortOption', {field: fieldLabel(f), order: t('descending')})]]), this.st.sort + ':' + this.st.dir, (e) => {
+      select(t('sortBy'), 'sort', this.sortable.flatMap((f) => [[f + ':ascending', t('sortOption', {field: labelOf(this.info, f), order: t('ascending')})],
+        [f + ':descending', t('sortOption', {field: labelOf(this.info, f), order: t('descending')})]]), this.st.sort + ':' + this.st.dir, (e) => {
         [this.st.sort, this.st.dir] = e.target.value.split(':');
         this.search();
       }),
@@ -115,7 +125,7 @@ export class ListView {
     this.summary = h('p', {class: 'summary', 'aria-live': 'polite'}, t('loading'));
     this.headCells = new Map();
     const headRow = h('tr', {}, this.columns.map((c) => {
-      const th = h('th', {scope: 'col'}, h('button', {type: 'button', class: 'sort', onclick: () => this.sortBy(c)}, fieldLabel(c), h('span', {class: 'arrow', 'aria-hidden': 'true'})));
+      const th = h('th', {scope: 'col'}, h('button', {type: 'button', class: 'sort', onclick: () => this.sortBy(c)}, labelOf(this.info, c), h('span', {class: 'arrow', 'aria-hidden': 'true'})));
       this.headCells.set(c, th);
       return th;
     }), h('th', {scope: 'col'}, t('headOffice')));
@@ -150,6 +160,16 @@ export class ListView {
     }
     for (const [f, v] of Object.entries(this.st.filters)) parts.push(`${f}:=${quote(v)}`);
     return parts.join(' AND ');
+  }
+
+  // naturalSort: the list is sorted by a text column (not a date, a number or a state).
+  naturalSort() {
+    const c = this.st.sort;
+    if (!c || DATE_KEYS.has(c)) return false;
+    const f = fieldOf(this.info, c);
+    if (f && /DateTime|Float|Integer/.test(f.type)) return false;
+    const fs = this.info.schema && this.info.schema.fields && this.info.schema.fields[c];
+    return !fs || fs.type === 'string';
   }
 
   search() {
@@ -222,6 +242,21 @@ export class ListView {
       return;
     }
     if (seq !== this.seq) return;
+    if (this.naturalSort() && res.total_rows > res.rows.length && res.total_rows <= NATURAL_MAX) {
+      // Text sorts in natural order here: every match's columns, sorted, then the page.
+      try {
+        const all = await s.allDocs({query: this.query(), limit: [0, res.total_rows], select_list: this.columns.includes(this.st.sort) ? this.columns : [...this.columns, this.st.sort]});
+        if (seq !== this.seq) return;
+        const dir = this.st.dir === 'descending' ? -1 : 1;
+        all.rows.sort((a, b) => dir * naturalCompare((a.value || {})[this.st.sort], (b.value || {})[this.st.sort]));
+        res = {...all, rows: all.rows.slice(skip, skip + this.st.size)};
+      } catch {
+        // The gateway's order is still an order.
+      }
+    } else if (this.naturalSort()) {
+      const dir = this.st.dir === 'descending' ? -1 : 1;
+      res.rows.sort((a, b) => dir * naturalCompare((a.value || {})[this.st.sort], (b.value || {})[this.st.sort]));
+    }
     this.qErr.hidden = true;
     this.q.removeAttribute('aria-invalid');
     this.table.removeAttribute('aria-busy');
@@ -260,20 +295,69 @@ export class ListView {
     this.empty.hidden = this.rows.length !== 0;
     if (!this.rows.length) {
       const canPost = this.info.methods.includes('post');
-      replace(this.empty, h('p', {}, filtered ? t('noneMatch') : t('noneYet', {type: typeName(this.type, 'other')})),
+      const reached = this.reached();
+      this.reachedShown = reached;
+      const what = filtered ? t('noneMatch') : reached ? t('noneYet', {type: typeName(this.type, 'other')}) : t('notReached', {type: typeName(this.type, 'other')});
+      replace(this.empty, h('p', {}, what),
         !filtered && canPost ? h('a', {class: 'button primary', href: newHash(this.type)}, t('newDoc', {type: typeName(this.type, 'one')})) : null);
     }
+  }
+
+  // valueText names a value of a field with a fixed set of values: ERP5's item or state title.
+  valueText(field, v) {
+    const wf = this.info.workflow;
+    if (wf && field === wf.state_field) return stateTitle(this.info, v);
+    const f = fieldOf(this.info, field);
+    const it = f && Array.isArray(f.items) ? f.items.find((i) => String(i[1]) === String(v)) : null;
+    return it ? String(it[0]) : formatValue(v, {lang});
+  }
+
+  // cell shows a value as ERP5 does: a related document's title, a date or number in the
+  // browser's locale, a workflow state's title, a list item's label.
+  cell(c, val) {
+    const none = t('none');
+    if (val === undefined || val === null || val === '') return none;
+    const info = this.info;
+    const f = fieldOf(info, c);
+    const wf = info.workflow;
+    if (wf && c === wf.state_field) return stateTitle(info, val);
+    if ((relationOf(info, c) || (typeof val === 'string' && RELATIVE_URL.test(val))) && typeof val === 'string') {
+      const known = this.app.titles.known(val);
+      if (known !== undefined) return known === null ? val : known;
+      const span = h('span', {class: 'related'}, '…');
+      this.app.titles.title(val).then((title) => { span.textContent = title === null ? val : title; });
+      return span;
+    }
+    if ((f && f.type === 'DateTimeField') || DATE_KEYS.has(c)) return formatDate(val, f ? f.date_only === true : false) || String(val);
+    if (f && Array.isArray(f.items)) {
+      const it = f.items.find((i) => String(i[1]) === String(val));
+      if (it) return String(it[0]);
+    }
+    if (typeof val === 'number') return formatNumber(val, {precision: f && Number.isInteger(f.precision) ? f.precision : undefined});
+    if (typeof val === 'string' && /\d{2}:\d{2}/.test(val) && parseDate(val)) return formatDate(val);
+    return formatValue(val, {lang, yes: t('yes'), none});
+  }
+
+  // reached: the downlink has heard from ERP5 for this type's scope (scopes are named after
+  // their portal type; where none is, any scope heard from counts).
+  reached() {
+    const fresh = this.app.status && this.app.status.fresh_at;
+    if (!fresh) return !!this.freshAt;
+    const keys = Object.keys(fresh);
+    if (keys.includes(this.type)) return true;
+    return keys.length > 0 && !keys.some((k) => this.app.types && this.app.types.has(k));
   }
 
   renderRow(row) {
     const v = row.value || {};
     const cells = this.columns.map((c, i) => {
+      const label = labelOf(this.info, c);
       if (i === 0) {
-        const text = v[c] === undefined || v[c] === null || v[c] === '' ? row.id : formatValue(v[c], {lang});
-        return h('td', {'data-label': fieldLabel(c), class: 'primary-cell'}, h('a', {href: docHash(row.id)}, text));
+        const text = v[c] === undefined || v[c] === null || v[c] === '' ? row.id : this.cell(c, v[c]);
+        return h('td', {'data-label': label, class: 'primary-cell'}, h('a', {href: docHash(row.id)}, text));
       }
       const val = v[c];
-      return h('td', {'data-label': fieldLabel(c), class: typeof val === 'number' ? 'num' : null}, formatValue(val, {lang, yes: t('yes'), none: t('none')}));
+      return h('td', {'data-label': label, class: typeof val === 'number' ? 'num' : null}, this.cell(c, val));
     });
     const tr = h('tr', {'data-id': row.id, class: this.updated && this.updated.has(row.id) ? 'updated' : null},
       cells, h('td', {'data-label': t('headOffice'), class: 'sync-cell'}, h('div', {}, syncBadge(row.sync))));
@@ -315,6 +399,7 @@ export class ListView {
   }
 
   status() {
+    if (!this.empty.hidden && this.rows.length === 0 && this.reachedShown !== this.reached()) this.refresh();
     // Uploads change rows' states: refresh when the outbox counts move.
     const key = JSON.stringify(this.app.status && this.app.status.outbox);
     if (this.lastOutbox !== undefined && key !== this.lastOutbox) this.refresh();

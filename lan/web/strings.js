@@ -12,6 +12,8 @@ export const lang = 'en';
 /** timeFormat shows a time of day (Intl.DateTimeFormat options). */
 export const timeFormat = {hour: '2-digit', minute: '2-digit', hourCycle: 'h23'};
 
+import {humanLabel} from '/erp5.js';
+
 const n = (count, one, other) => (count === 1 ? one : other).replace('{n}', String(count));
 
 /** messages are the app's texts by key. */
@@ -97,6 +99,7 @@ export const messages = {
   showing: ({from, to, total}) => (total === 0 ? 'No matches' : `${from}–${to} of ${total}`),
   listFresh: 'head office data {time}',
   noneYet: 'No {type} yet.',
+  notReached: 'Head office (ERP5) has not been reached yet: {type} will appear here after the first exchange with it.',
   noneMatch: 'Nothing matches this search.',
   newDoc: 'New {type}',
   listError: 'The list could not be loaded: {message}',
@@ -145,8 +148,32 @@ export const messages = {
   docNotFound: 'This document does not exist on the site gateway.',
   docError: 'The document could not be loaded: {message}',
   noFields: 'There are no fields this role may see.',
-  listHint: 'One value per line',
+  listHint: 'One value per line.',
+  relationHint: 'Type part of the name, then choose from the list.',
+  relationPlaceholder: 'Type to search…',
+  relationNone: 'Nothing found for “{text}”.',
+  relationError: 'The search failed: {message}',
+  relationCount: ({count}) => n(count, '{n} suggestion', '{n} suggestions'),
+  openRelated: 'Open',
+  percentHint: 'In percent.',
+  patternHint: 'Must match the pattern {pattern}.',
+  maxLengthHint: 'At most {n} characters.',
+  patterns: {
+    '^[^@\\s]+@[^@\\s]+$': 'An email address, such as name@example.org.',
+    '^[A-Za-z0-9_.-]+$': 'Letters, digits, dots, dashes and underscores only (no spaces).',
+  },
+  choose: 'Choose…',
+  partOf: 'Part of',
+  backToParent: 'Back',
+  linesAfterCreate: 'lines can be added once this is created.',
+  addLine: 'Add line',
+  addLineFull: 'Add a line with every field',
+  lineNotAdded: 'The line was not added: {message}',
+  linesTotal: 'Total',
+  linesCount: ({count}) => n(count, '{n} line', '{n} lines'),
+  noLines: 'No lines yet.',
   yes: 'Yes',
+  no: 'No',
   none: '—',
   documentId: 'Reference on the gateway',
   typeLabel: 'Type',
@@ -159,6 +186,12 @@ export const messages = {
   actionDone: '“{action}” recorded on the site gateway.',
   actionFailed: '“{action}” was not recorded: {message}',
   actionRunning: 'Recording “{action}”…',
+  statePending: '{state} · pending: {action}',
+  transitionPending: 'Pending: {action}. Head office has not answered yet.',
+  transitionRefused: 'Head office refused the last action: {message}',
+  stockWorkflow: 'Workflow actions need the gateway’s receiver installed at head office, and this head office does not have it: an action chosen here would wait forever. Ask head office to run it, or to install the receiver.',
+  stateUnknown: 'This document’s state ({state}) has not been seen from head office yet: no action is offered.',
+  noTransitions: 'No action is available in this state.',
 
   // Generic error reasons (error.data.reason and the client's own).
   reasons: {
@@ -201,49 +234,8 @@ export const typeNames = {
   'Sale Order Line': {one: 'order line', other: 'order lines', title: 'Sale order lines'},
 };
 
-/** fieldLabels are the forms' labels; a field not listed shows its name, humanised. */
-export const fieldLabels = {
-  title: 'Title',
-  first_name: 'First name',
-  last_name: 'Last name',
-  email: 'Email',
-  reference: 'Reference',
-  birthday: 'Birthday',
-  corporate_name: 'Corporate name',
-  default_address_city: 'City',
-  quantity_unit: 'Quantity unit',
-  base_price: 'Base price',
-  destination: 'Customer',
-  start_date: 'Order date',
-  stop_date: 'Delivery date',
-  simulation_state: 'Order state',
-  validation_state: 'Validation state',
-  resource: 'Product',
-  quantity: 'Quantity',
-  price: 'Price',
-  modification_date: 'Last modified',
-  creation_date: 'Created',
-  portal_type: 'Type',
-};
-
-/** fieldHints are shown under a field: what a valid value looks like. */
-export const fieldHints = {
-  email: 'For example name@example.org',
-  destination: 'The customer’s reference, such as organisation_module/12',
-  resource: 'The product’s reference, such as product_module/7',
-  reference: 'Letters, digits, dots, dashes and underscores',
-};
-
-/** transitionLabels name ERP5 workflow transitions on buttons. */
-export const transitionLabels = {
-  plan_action: 'Plan',
-  order_action: 'Order',
-  confirm_action: 'Confirm',
-  cancel_action: 'Cancel',
-  deliver_action: 'Deliver',
-  validate_action: 'Validate',
-  invalidate_action: 'Invalidate',
-};
+/** fieldLabels are the labels of properties that no form names; others are humanised. */
+export const fieldLabels = {};
 
 /** t returns the message for key (a dotted path) with params filled in. */
 export function t(key, params = {}) {
@@ -265,15 +257,9 @@ export function has(key) {
   return typeof v === 'string' || typeof v === 'function';
 }
 
-/** humanise turns a field or transition name into words: first_name → First name. */
-export function humanise(name) {
-  const s = String(name).replace(/_action$/, '').replace(/[_-]+/g, ' ').trim();
-  return s ? s[0].toUpperCase() + s.slice(1) : String(name);
-}
-
-/** fieldLabel returns a field's label. */
+/** fieldLabel returns a property's label when no form names it: default_email_text → Email. */
 export function fieldLabel(name) {
-  return fieldLabels[name] || humanise(name);
+  return fieldLabels[name] || humanLabel(name);
 }
 
 /** typeName returns a portal type's name: form one, other or title. */
@@ -283,19 +269,13 @@ export function typeName(portalType, form = 'title') {
   return form === 'one' ? portalType.toLowerCase() : portalType;
 }
 
-/** transitionLabel returns a workflow transition's button label. */
-export function transitionLabel(name) {
-  return transitionLabels[name] || humanise(name);
-}
-
 /** reasonText explains an error reason, or returns the fallback. */
 export function reasonText(reason, fallback) {
   return (messages.reasons && messages.reasons[reason]) || fallback;
 }
 
 /** fieldError turns a gateway validation message into the form's message for the field. */
-export function fieldError(field, message) {
-  const label = fieldLabel(field);
+export function fieldError(field, message, label = fieldLabel(field)) {
   for (const [prefix, text] of Object.entries(messages.fieldErrors)) {
     if (message === prefix || message.startsWith(prefix + ' ') || message.startsWith(prefix + ',')) {
       return text.replace('{label}', label);
