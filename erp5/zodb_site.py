@@ -37,17 +37,22 @@ RETRIES = 3  # Zope's publisher retries a request that raised ConflictError 3 ti
 
 
 class Document(Persistent):
-    """An ERP5 document: portal type, properties (a dict, rewritten whole on change) and
-    modification time (a naive UTC datetime)."""
+    """An ERP5 document: portal type, properties (a dict, rewritten whole on change),
+    modification time (a naive UTC datetime) and history: every edit's fields and every
+    transition, in order, as ERP5's edit and workflow histories keep them."""
 
     def __init__(self, doc_id, portal_type, properties, modified):
         self.id = doc_id
         self.portal_type = portal_type
         self.properties = dict(properties)
         self.modified = modified
+        self.history = ()
 
     def set_properties(self, properties):
         self.properties = properties
+
+    def log(self, what):
+        self.history = self.history + (what,)
 
 
 def install(root):
@@ -159,6 +164,7 @@ class ZODBSite(object):
         for k in sorted(fields):
             props[k] = self._coerce(portal_type, k, fields[k])
             doc.set_properties(dict(props))
+        doc.log(("edit", sorted(fields.items())))
         self._bump(doc)
         return doc_id
 
@@ -179,6 +185,7 @@ class ZODBSite(object):
                 changed = True
             props[k] = v
             doc.set_properties(dict(props))
+        doc.log(("edit", sorted(fields.items())))
         if changed:
             self._bump(doc)
 
@@ -192,6 +199,7 @@ class ZODBSite(object):
         if state not in sources:
             raise Rejected("not_allowed", "transition %r is not available in state %r" % (name, state))
         doc.set_properties(dict(doc.properties, **{state_var: target}))
+        doc.log(("transition", name))
         self._bump(doc)
 
     def savepoint(self):
@@ -255,14 +263,22 @@ class Publisher(object):
         return core.Receiver(site, storage, conflict_errors=(ConflictError,),
                              clock=lambda: _seconds(self.clock()), **self.receiver_options), site
 
-    def publish(self, handler):
+    def publish(self, handler, gate=None):
+        """``gate`` (tests): an object whose ``before_commit(attempt)`` and
+        ``after_commit(attempt)`` run around each attempt's commit, to order commits."""
         attempt = 0
         while True:
             self.tm.begin()
             try:
                 receiver, site = self.receiver()
                 response = handler(receiver, site)
-                self.tm.commit()
+                if gate is not None:
+                    gate.before_commit(attempt)
+                try:
+                    self.tm.commit()
+                finally:
+                    if gate is not None:
+                        gate.after_commit(attempt)
                 return response
             except ConflictError as e:
                 self.tm.abort()
