@@ -66,6 +66,7 @@ class TestStandin(unittest.TestCase):
         tm_a.commit()
         with self.assertRaises(ConflictError):
             tm_b.commit()
+        self.assertFalse(self.store.commit_lock.locked(), "a failed commit releases the lock")
         tm_b.abort()
         tm_b.begin()
         self.assertEqual(conn_b.root()["t"].value, 2)

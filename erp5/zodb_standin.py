@@ -174,6 +174,7 @@ class Connection(object):
         self._cache = {}  # oid -> object
         self._serials = {}  # oid -> tid of the committed state loaded in memory
         self._snapshot = store.last_tid()
+        self._locked = False  # holds the store's commit lock (tpc_begin to finish/abort)
         self._reset_transaction()
         transaction_manager.registerSynch(self)
 
@@ -185,7 +186,6 @@ class Connection(object):
         self._read_current = {}  # oid -> serial that must still be current at commit
         self._to_store = None
         self._resolved = set()
-        self._locked = False
 
     # -- objects ---------------------------------------------------------------------
 
