@@ -27,6 +27,7 @@ extension in ``extension/SyncGatewayReceiver.py`` adapts it to ERP5. The test ve
 import base64
 import json
 import re
+import time
 import zlib
 
 try:  # zstd is optional: Python 3.14's compression.zstd, else the zstandard package.
@@ -68,6 +69,10 @@ MAX_DECODED_BYTES = 64 << 20  # a decompressed body above this is refused (413)
 MAX_RESULT_SEQS = 100000  # a results query naming more seqs is refused (413)
 DEFAULT_CHANGES_LIMIT = 100
 MAX_CHANGES_LIMIT = 1000
+# The changes query re-reads this much of the catalog behind its cursor: the longest time an
+# indexing transaction may take between stamping indexation_timestamp and committing.
+DEFAULT_OVERLAP_SECONDS = 600
+DEFAULT_PURGE_CHUNK = 1000  # records deleted per purge transaction
 
 # Properties no entry may set: identity, dates and workflow state variables. portal_type is
 # handled apart: repeating the document's own portal type is allowed and ignored.
@@ -130,7 +135,14 @@ class Site(object):
     ``searchChanges(portal_type, query, after, limit)`` returns at most ``limit`` catalog
     candidates changed after the position ``after`` (None: from the start), oldest first,
     matching the portal type ("" for any) and the jIO query ("" for all), each a dict with
-    ``id`` and ``key``, a JSON-serialisable position to resume after.
+    ``id`` and ``key``, a JSON-serialisable position to resume after. Keys must compare
+    with Python's ordering as the catalog orders them (numbers, or lists of numbers and
+    strings).
+
+    ``overlapStart(key, seconds)`` (optional) returns the position to search after so that
+    every row indexed up to ``seconds`` before ``key`` is read again: the changes query
+    re-reads that window to catch indexing transactions that committed late. A site
+    without it gets no window.
     """
 
 
@@ -158,6 +170,89 @@ class MemoryStorage(Storage):
 
     def set(self, key, value):
         self.data[key] = value
+
+
+def _micros(seconds):
+    return int(round(seconds * 1000000))
+
+
+class TreeStorage(Storage):
+    """The records in two ordered trees (OOBTrees in ERP5, written in the request's own
+    transaction): ``records`` maps a flat string key to the record as JSON text, with the
+    time it was written (``at``, microseconds since the epoch); ``by_time`` maps
+    ``"<at, 16 digits>\x00<key>"`` to "" so that a purge walks the oldest records first
+    without reading the others. ``clock`` returns the current time in seconds.
+    """
+
+    def __init__(self, records, by_time, clock=None):
+        self.records = records
+        self.by_time = by_time
+        self.clock = clock or time.time
+
+    @staticmethod
+    def flat_key(key):
+        """The tree key of a record key: parts joined by NUL, integers zero-padded so that
+        they sort numerically."""
+        return "\x00".join("%020d" % k if _is_int(k) else k for k in key)
+
+    @staticmethod
+    def _time_key(at, flat):
+        return "%016d\x00%s" % (at, flat)
+
+    def get(self, key):
+        value = self.records.get(self.flat_key(key))
+        if value is None:
+            return None
+        value = json.loads(value)
+        value.pop("at", None)
+        return value
+
+    def set(self, key, value):
+        flat = self.flat_key(key)
+        old = self.records.get(flat)
+        if old is not None:
+            at = json.loads(old).get("at")
+            if at is not None:
+                self.by_time.pop(self._time_key(at, flat), None)
+        at = _micros(self.clock())
+        self.records[flat] = json.dumps(dict(value, at=at), sort_keys=True, separators=(",", ":"))
+        self.by_time[self._time_key(at, flat)] = ""
+
+    def index_untimed(self, limit):
+        """Gives records written before ``by_time`` existed the current time, at most limit
+        of them; returns how many it indexed (0 when none is left)."""
+        at = _micros(self.clock())
+        n = 0
+        for flat in self.records.keys():
+            value = json.loads(self.records[flat])
+            if "at" in value:
+                continue
+            value["at"] = at
+            self.records[flat] = json.dumps(value, sort_keys=True, separators=(",", ":"))
+            self.by_time[self._time_key(at, flat)] = ""
+            n += 1
+            if n >= limit:
+                break
+        return n
+
+    def purge(self, before, limit):
+        """Deletes at most limit records written before the time ``before`` (seconds),
+        oldest first. Returns (deleted, more): more is true when older records remain."""
+        stop = "%016d" % _micros(before)
+        doomed = []
+        for tkey in self.by_time.keys():
+            if tkey >= stop:
+                break
+            if len(doomed) == limit:
+                return self._delete(doomed), True
+            doomed.append(tkey)
+        return self._delete(doomed), False
+
+    def _delete(self, time_keys):
+        for tkey in time_keys:
+            del self.by_time[tkey]
+            self.records.pop(tkey.split("\x00", 1)[1], None)
+        return len(time_keys)
 
 
 class Response(object):
@@ -237,11 +332,18 @@ def encode_cursor(key):
 
 
 def decode_cursor(cursor):
+    """Returns (position, keys examined in the overlap window behind it). A cursor of the
+    first format (a bare position, before the overlap window) reads as having none."""
     try:
         pad = "=" * (-len(cursor) % 4)
-        return json.loads(base64.urlsafe_b64decode((cursor + pad).encode("ascii")).decode("utf-8"))
+        value = json.loads(base64.urlsafe_b64decode((cursor + pad).encode("ascii")).decode("utf-8"))
     except Exception:
         raise bad_request("bad cursor")
+    if isinstance(value, dict):
+        if set(value) != set(["a", "s"]) or not isinstance(value["s"], list):
+            raise bad_request("bad cursor")
+        return value["a"], value["s"]
+    return value, []
 
 
 class Receiver(object):
@@ -250,7 +352,7 @@ class Receiver(object):
     def __init__(self, site, storage, max_entries=DEFAULT_MAX_ENTRIES,
                  max_batch_bytes=DEFAULT_MAX_BATCH_BYTES,
                  retention_days=DEFAULT_RETENTION_DAYS, encodings=None,
-                 conflict_errors=()):
+                 conflict_errors=(), overlap_seconds=DEFAULT_OVERLAP_SECONDS, clock=None):
         self.site = site
         self.storage = storage
         self.max_entries = max_entries
@@ -261,6 +363,8 @@ class Receiver(object):
         # zstd is advertised only where this Python can decode it.
         self.encodings = [e for e in encodings if e != "zstd" or HAVE_ZSTD]
         self.conflict_errors = tuple(conflict_errors)
+        self.overlap_seconds = overlap_seconds
+        self.clock = clock or time.time
 
     # -- HTTP-shaped entry points ------------------------------------------------------
 
@@ -453,7 +557,8 @@ class Receiver(object):
         self.storage.set(key, {"hash": e["hash"], "result": result})
         for c in e["covers"]:
             if c != seq:
-                self.storage.set(("seq", gateway, epoch, c), {"hash": "", "result": dict(result, seq=c)})
+                # A folded seq holds the covering entry's payload: its hash.
+                self.storage.set(("seq", gateway, epoch, c), {"hash": e["hash"], "result": dict(result, seq=c)})
         return dict(result)
 
     @staticmethod
@@ -560,8 +665,20 @@ class Receiver(object):
             if record is None:
                 out.append({"seq": n, "status": "unknown"})
             else:
-                out.append(dict(record["result"]))
+                result = dict(record["result"])
+                if record.get("hash"):
+                    result["hash"] = record["hash"]
+                out.append(result)
         return {"results": out}
+
+    # -- retention -------------------------------------------------------------------
+
+    def purge(self, limit=DEFAULT_PURGE_CHUNK):
+        """Deletes at most limit records older than retention_days, oldest first, and
+        returns (deleted, more). Run it in its own transaction, committed before the next
+        chunk (an alarm does), never inside a batch: concurrent batches purging the same
+        oldest records would always collide."""
+        return self.storage.purge(self.clock() - self.retention_days * 86400.0, limit)
 
     def changes(self, request):
         """Answers a changes query: every scope's changes after its cursor."""
@@ -594,18 +711,26 @@ class Receiver(object):
             cursor = sc.get("cursor")
             if cursor is not None and not isinstance(cursor, string_types):
                 raise bad_request("scope %s: cursor must be a string or null" % name)
-            after = decode_cursor(cursor) if cursor is not None else None
-            parsed.append((name, sc.get("portal_type") or "", sc.get("query") or "", fields, cursor, after))
+            position = decode_cursor(cursor) if cursor is not None else None
+            parsed.append((name, sc.get("portal_type") or "", sc.get("query") or "", fields, cursor, position))
         out = []
-        for name, portal_type, query, fields, cursor, after in parsed:
+        for name, portal_type, query, fields, cursor, position in parsed:
+            after, sent = position if position is not None else (None, [])
+            # Re-read the overlap window behind the cursor: an indexing transaction that
+            # stamped its rows before the cursor's position may have committed since.
+            start = self._window_start(after)
+            seen = set(_key_text(k) for k in sent)
             try:
-                candidates = self.site.searchChanges(portal_type, query, after, limit + 1)
+                candidates = self.site.searchChanges(portal_type, query, start, limit + len(seen) + 1)
             except InvalidQuery as e:
                 raise bad_request("scope %s: query: %s" % (name, e))
+            candidates = [c for c in candidates if _key_text(c["key"]) not in seen]
             more = len(candidates) > limit
+            examined = candidates[:limit]
+            if examined:
+                cursor = self._next_cursor(after, sent, [c["key"] for c in examined])
             rows = []
-            for c in candidates[:limit]:
-                cursor = encode_cursor(c["key"])
+            for c in examined:
                 state = self.site.getState(c["id"])
                 if state is None:
                     continue
@@ -619,3 +744,28 @@ class Receiver(object):
                              "modification_date": state["modification_date"], "fields": values})
             out.append({"name": name, "rows": rows, "cursor": cursor, "more": more})
         return {"scopes": out}
+
+    def _window_start(self, after):
+        """The catalog position to read after so that the overlap window is re-read."""
+        overlap_start = getattr(self.site, "overlapStart", None)
+        if after is None or overlap_start is None or self.overlap_seconds <= 0:
+            return after
+        return overlap_start(after, self.overlap_seconds)
+
+    def _next_cursor(self, after, sent, examined):
+        """The cursor past the examined candidates: the highest position seen, and the keys
+        examined inside the overlap window behind it (those are not sent again)."""
+        position = after
+        for k in examined:
+            if position is None or k > position:
+                position = k
+        start = self._window_start(position)
+        keep = {}
+        for k in list(sent) + list(examined):
+            if start is None or k > start:
+                keep[_key_text(k)] = k
+        return encode_cursor({"a": position, "s": [keep[t] for t in sorted(keep)]})
+
+
+def _key_text(key):
+    return json.dumps(key, separators=(",", ":"), sort_keys=True)

@@ -258,7 +258,12 @@ class TestCore(unittest.TestCase):
 
     def test_cursor_round_trip(self):
         for key in (0, 12345, ["2026-03-01 10:00:00.000001", 42]):
-            self.assertEqual(core.decode_cursor(core.encode_cursor(key)), key)
+            # A bare position: the cursors handed out before the overlap window.
+            self.assertEqual(core.decode_cursor(core.encode_cursor(key)), (key, []))
+            cursor = core.encode_cursor({"a": key, "s": [key]})
+            self.assertEqual(core.decode_cursor(cursor), (key, [key]))
+        with self.assertRaises(core.ReceiverError):
+            core.decode_cursor(core.encode_cursor({"a": 1}))
         with self.assertRaises(core.ReceiverError):
             core.decode_cursor("%%%")
 
