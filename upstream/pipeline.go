@@ -125,7 +125,8 @@ func (u *Uplink) drainBatches(ctx context.Context) (bool, error) {
 }
 
 // claimBatch claims the next receiver batch, aiming at target compressed bytes (lowered to
-// the receiver's max_batch_bytes) and at most MaxEntries (lowered to its max_entries).
+// the receiver's max_batch_bytes and to what a 413 taught) and at most MaxEntries (lowered
+// likewise).
 func (u *Uplink) claimBatch(ctx context.Context, target int) (*outbox.Batch, error) {
 	budget := outbox.Budget{MaxEntries: u.MaxEntries}
 	u.mu.Lock()
@@ -142,6 +143,8 @@ func (u *Uplink) claimBatch(ctx context.Context, target int) (*outbox.Batch, err
 	if ratio <= 0 {
 		ratio = assumedRatio
 	}
+	// A 413 taught a smaller limit than the receiver advertises (learnTooLarge).
+	budget.MaxEntries, target = u.learnedLimits(budget.MaxEntries, target)
 	// The budget counts plain bytes; the target is compressed. Allow 20% for the ratio
 	// varying from one batch to the next.
 	budget.MaxBytes = max(int(float64(target)/(max(ratio, 0.05)*1.2)), 1)
