@@ -11,6 +11,8 @@ import (
 	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/common/types/ref"
 	"cel.dev/cel-go/interpreter"
+
+	"sitesync.example/gateway/query"
 )
 
 // costLimit bounds one evaluation. Rules are not Turing-complete, but a comprehension over a
@@ -35,6 +37,20 @@ func newEnv() (*cel.Env, error) {
 		cel.Variable("old", cel.DynType),
 		cel.Variable("now", cel.TimestampType),
 		cel.CustomTypeAdapter(jsonAdapter{types.DefaultTypeAdapter}),
+		// date(s) reads a date as ERP5 and jIO write them (RFC 822 or ISO 8601, any
+		// precision), so that checks compare dates in time order whatever their text.
+		cel.Function("date", cel.Overload("date_string", []*cel.Type{cel.StringType}, cel.TimestampType,
+			cel.UnaryBinding(func(v ref.Val) ref.Val {
+				s, ok := v.(types.String)
+				if !ok {
+					return types.NewErr("date: %v is not a string", v)
+				}
+				t, _, ok := query.ParseDate(string(s))
+				if !ok {
+					return types.NewErr("date: %q is not a date", string(s))
+				}
+				return types.Timestamp{Time: t}
+			}))),
 	)
 }
 

@@ -218,7 +218,7 @@ func badCases(person, gadget string) []badCase {
 		{name: "SchemaSeveralAtOnce", text: post(`{"portal_type":"Gadget","title":"x","count":"1","color":"pink"}`), code: app, status: 400, reason: "invalid", fields: []string{"title", "count", "color"}},
 		{name: "SchemaPutClearsRequired", text: rpcReq("put", `{"id":`+jsonString(gadget)+`,"doc":{"title":null}}`), code: app, status: 400, reason: "invalid", fields: []string{"title"}},
 		{name: "SchemaPutBreaksEnum", text: rpcReq("put", `{"id":`+jsonString(gadget)+`,"doc":{"color":"blue"}}`), code: app, status: 400, reason: "invalid", fields: []string{"color"}},
-		{name: "ExamplePersonEmail", text: post(`{"portal_type":"Person","title":"x","email":"not an email"}`), code: app, status: 400, reason: "invalid", fields: []string{"email"}},
+		{name: "ExamplePersonEmail", text: post(`{"portal_type":"Person","title":"x","default_email_text":"not an email"}`), code: app, status: 400, reason: "invalid", fields: []string{"default_email_text"}},
 		{name: "ExampleOrderDestination", text: post(`{"portal_type":"Sale Order","destination":"../../etc/passwd"}`), code: app, status: 400, reason: "invalid", fields: []string{"destination"}},
 		{name: "ExampleOrderDates", text: post(`{"portal_type":"Sale Order","destination":"organisation_module/1","start_date":"2025-02-01","stop_date":"2025-01-01"}`), code: app, status: 400, reason: "invalid", message: "the delivery date is before the order date"},
 		{name: "ExampleLineQuantity", text: post(`{"portal_type":"Sale Order Line","resource":"product_module/1","quantity":0}`), code: app, status: 400, reason: "invalid", message: "the quantity must be more than zero"},

@@ -147,18 +147,18 @@ func TestPolicyTest(t *testing.T) {
 - name: wrong expectation
   role: clerk
   method: post
-  doc: {portal_type: Person, title: A, email: nope}
+  doc: {portal_type: Person, title: A, default_email_text: nope}
   expect: allow
 - name: wrong reason
   role: clerk
   method: post
-  doc: {portal_type: Person, title: A, email: nope}
+  doc: {portal_type: Person, title: A, default_email_text: nope}
   expect: deny
   reason: denied
 - name: wrong field
   role: clerk
   method: post
-  doc: {portal_type: Person, title: A, email: nope}
+  doc: {portal_type: Person, title: A, default_email_text: nope}
   expect: deny
   fields: [title]
 `)
@@ -168,7 +168,7 @@ func TestPolicyTest(t *testing.T) {
 		}
 		for _, want := range []string{
 			"PASS  clerk removes\n",
-			"FAIL  wrong expectation (" + cases + ":8): expected allow, got deny (invalid: email must match",
+			"FAIL  wrong expectation (" + cases + ":8): expected allow, got deny (invalid: default_email_text must match",
 			"FAIL  wrong reason (" + cases + ":13): expected deny (denied), got deny (invalid:",
 			"FAIL  wrong field (" + cases + ":19): expected the error to name field title",
 			"FAIL: 1/4 passed\n",
@@ -221,15 +221,15 @@ func TestPolicyExplain(t *testing.T) {
 		code int
 		want []string
 	}{
-		{"Deny/field", []string{"--role", "clerk", "--method", "put", "--old", `{"portal_type":"Person","title":"Ann"}`, "--patch", `{"email":"a@b","salary":3}`}, 0,
+		{"Deny/field", []string{"--role", "clerk", "--method", "put", "--old", `{"portal_type":"Person","title":"Ann"}`, "--patch", `{"default_email_text":"a@b","salary":3}`}, 0,
 			[]string{"decision: deny (field_not_writable): role clerk may not change salary", "  salary: not writable by role clerk",
 				"decided by: deny by default", "allow contacts_write (line ", "matches, but does not let the role write salary"}},
 		{"Deny/rule", []string{"--role", "clerk", "--method", "remove", "--old", `{"portal_type":"Person"}`}, 0,
 			[]string{"decision: deny (denied): role clerk may not remove Person documents (rule no_remove)", "decided by: no_remove", "deny  no_remove (line "}},
 		{"Deny/condition", []string{"--role", "storekeeper", "--method", "put", "--old", `{"portal_type":"Sale Order","destination":"organisation_module/1","simulation_state":"confirmed"}`, "--patch", `{"title":"x"}`}, 0,
 			[]string{"decision: deny (condition_failed)", `condition old == null || !has(old.simulation_state) || old.simulation_state == "draft" is false`}},
-		{"Deny/schema", []string{"--role", "clerk", "--method", "post", "--doc", `{"portal_type":"Person","email":"bad"}`}, 0,
-			[]string{"decision: deny (invalid)", "  email: must match", "  title: is required", "decided by: the portal type's schema (rule contacts_write allowed the request)"}},
+		{"Deny/schema", []string{"--role", "clerk", "--method", "post", "--doc", `{"portal_type":"Person","default_email_text":"bad"}`}, 0,
+			[]string{"decision: deny (invalid)", "  default_email_text: must match", "  title: is required", "decided by: the portal type's schema (rule contacts_write allowed the request)"}},
 		{"Allow", []string{"--role", "supervisor", "--method", "action", "--transition", "confirm_action", "--old", `{"portal_type":"Sale Order"}`}, 0,
 			[]string{"decision: allow", "decided by: everything", "allow everything (line "}},
 		{"AllDocs", []string{"--role", "clerk", "--method", "allDocs", "--query", "ann"}, 0,

@@ -123,9 +123,9 @@ func TestRPC_Methods(t *testing.T) {
 	}
 
 	// put is a merge patch: null clears, absent keeps.
-	call(t, sup, "put", map[string]any{"id": id, "doc": map[string]any{"first_name": nil, "email": "ana@example.org"}, "key": "k-put-1"})
+	call(t, sup, "put", map[string]any{"id": id, "doc": map[string]any{"first_name": nil, "default_email_text": "ana@example.org"}, "key": "k-put-1"})
 	got := call(t, sup, "get", map[string]any{"id": id})
-	if _, ok := got["first_name"]; ok || got["email"] != "ana@example.org" || got["title"] != "Ana Lima" {
+	if _, ok := got["first_name"]; ok || got["default_email_text"] != "ana@example.org" || got["title"] != "Ana Lima" {
 		t.Errorf("after put: %v", got)
 	}
 
@@ -189,7 +189,7 @@ func TestRPC_Errors(t *testing.T) {
 		{"GetBadID", "get", map[string]any{"id": "../etc/passwd"}, 400, "invalid"},
 		{"PutUnknown", "put", map[string]any{"id": "person_module/404", "doc": map[string]any{"title": "x"}}, 404, "not_found"},
 		{"PostTypeDenied", "post", map[string]any{"doc": map[string]any{"portal_type": "Sale Order", "title": "x"}}, 403, ""},
-		{"PostInvalid", "post", map[string]any{"doc": map[string]any{"portal_type": "Person", "title": "x", "email": "not-an-email"}}, 400, "invalid"},
+		{"PostInvalid", "post", map[string]any{"doc": map[string]any{"portal_type": "Person", "title": "x", "default_email_text": "not-an-email"}}, 400, "invalid"},
 		{"PostFieldNotWritable", "post", map[string]any{"doc": map[string]any{"portal_type": "Person", "title": "x", "reference": "R1"}}, 403, "field_not_writable"},
 		{"BadQuery", "allDocs", map[string]any{"query": `title:(`}, 400, "invalid"},
 		{"SortUnreadable", "allDocs", map[string]any{"sort_on": [][]string{{"secret", "ascending"}}}, 403, ""},
@@ -213,8 +213,8 @@ func TestRPC_Errors(t *testing.T) {
 		}
 	})
 	t.Run("FieldsOnInvalid", func(t *testing.T) {
-		e := callErr(t, clerk, "post", map[string]any{"doc": map[string]any{"portal_type": "Person", "email": "x"}})
-		if e.Fields["email"] == "" || e.Fields["title"] == "" {
+		e := callErr(t, clerk, "post", map[string]any{"doc": map[string]any{"portal_type": "Person", "default_email_text": "x"}})
+		if e.Fields["default_email_text"] == "" || e.Fields["title"] == "" {
 			t.Errorf("fields = %v, want messages for email and title", e.Fields)
 		}
 	})

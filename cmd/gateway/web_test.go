@@ -444,7 +444,7 @@ func seedWebData(tb testing.TB, db *sqlite.DB) (dead, conflict, pending string) 
 		email := strings.ToLower(plainLetters.Replace(first+"."+last)) + "@example.org"
 		add(fmt.Sprintf("person_module/%d", 101+i), map[string]any{
 			"portal_type": "Person", "title": name, "first_name": first, "last_name": last,
-			"email": email, "reference": fmt.Sprintf("P-%04d", 101+i),
+			"default_email_text": email, "reference": fmt.Sprintf("P-%04d", 101+i),
 		})
 	}
 	for i, name := range []string{"Mina do Norte Lda", "Transportes Sul", "Oficina Central"} {
@@ -473,18 +473,18 @@ func seedWebData(tb testing.TB, db *sqlite.DB) (dead, conflict, pending string) 
 	}
 	dead, conflict, pending = "person_module/102", "person_module/103", "person_module/104"
 	seqDead := put(dead, map[string]any{"reference": "P-0101"})
-	seqConflict := put(conflict, map[string]any{"email": "carla@example.org"})
+	seqConflict := put(conflict, map[string]any{"default_email_text": "carla@example.org"})
 	b, err := db.Claim(ctx, outbox.Budget{}, nil)
 	if err != nil || len(b.Entries) != 2 {
 		tb.Fatalf("claim: %v, %v", b, err)
 	}
 	if _, err := db.Settle(ctx, []outbox.Result{
 		{Seq: seqDead, Status: "rejected", Reason: "reference P-0101 is already used by Ana Lima"},
-		{Seq: seqConflict, Status: "conflict", Current: json.RawMessage(`{"email":"carla.mendes@mina.example"}`)},
+		{Seq: seqConflict, Status: "conflict", Current: json.RawMessage(`{"default_email_text":"carla.mendes@mina.example"}`)},
 	}); err != nil {
 		tb.Fatal(err)
 	}
-	put(pending, map[string]any{"email": "daniel@example.org"})
+	put(pending, map[string]any{"default_email_text": "daniel@example.org"})
 	return dead, conflict, pending
 }
 
@@ -593,12 +593,12 @@ func TestWebApp(t *testing.T) {
 			tab.waitText(t, ".summary", "1–1 of 1")
 			tab.waitText(t, "table.rows tbody", "Carla Mendes")
 			// A jIO query, kept in the address for a reload.
-			tab.fill(t, "input[type=search]", `email:"%.m%" OR title:"Ana Lima"`)
+			tab.fill(t, "input[type=search]", `default_email_text:"%.m%" OR title:"Ana Lima"`)
 			tab.do(t, "search", chromedp.Click(chromedp.CSS(`form.search button[type=submit]`)))
 			tab.waitText(t, ".summary", "of 5")
 			var hash string
 			tab.eval(t, `location.hash`, &hash)
-			if !strings.Contains(hash, "q=email") {
+			if !strings.Contains(hash, "q=default_email_text") {
 				t.Errorf("search not kept in the address: %s", hash)
 			}
 			// A query that does not parse is explained under the box, not thrown.
@@ -611,7 +611,7 @@ func TestWebApp(t *testing.T) {
 			}
 			// Searching in one field.
 			tab.fill(t, "input[type=search]", "lima")
-			tab.fill(t, "select[name=in]", "email")
+			tab.fill(t, "select[name=in]", "default_email_text")
 			tab.waitText(t, ".summary", "1–1 of 1")
 			tab.waitText(t, "table.rows tbody", "Ana Lima")
 			// A filter on a field with a fixed set of values (the schema's enum).
@@ -682,7 +682,7 @@ func TestWebApp(t *testing.T) {
 				Required: [...document.querySelectorAll('.doc-form [required]')].map((el) => el.closest('.field').dataset.field),
 			})`, &form)
 			// The create form shows the same fields as the edit form (reference read-only for a clerk).
-			if got := strings.Join(form.Fields, ","); got != "title,first_name,last_name,reference,email" {
+			if got := strings.Join(form.Fields, ","); got != "title,first_name,last_name,reference,default_email_text" {
 				t.Errorf("create form fields = %s", got)
 			}
 			if form.Unlabeled != 0 {
@@ -694,9 +694,9 @@ func TestWebApp(t *testing.T) {
 			// No title and a bad email: the gateway's messages show on their fields.
 			tab.do(t, "type a first name", chromedp.SendKeys(chromedp.CSS(`[data-field=first_name] input`), "Zoé"))
 			tab.fill(t, "[data-field=last_name] input", "Martins")
-			tab.fill(t, "[data-field=email] input", "zoe at example")
+			tab.fill(t, "[data-field=default_email_text] input", "zoe at example")
 			tab.do(t, "create", chromedp.Click(chromedp.CSS(`.doc-form button[type=submit]`)))
-			tab.waitText(t, "[data-field=email] .field-error", "Email is not in the expected form.")
+			tab.waitText(t, "[data-field=default_email_text] .field-error", "Email is not in the expected form.")
 			tab.waitText(t, "[data-field=title] .field-error", "Title is required.")
 			tab.waitText(t, ".form-alert", "Please correct 2 fields")
 			var state struct {
@@ -709,14 +709,14 @@ func TestWebApp(t *testing.T) {
 				Focus: document.activeElement.className,
 				Typed: document.querySelector('[data-field=first_name] input').value,
 			})`, &state)
-			if strings.Join(state.Invalid, ",") != "title,email" || state.Focus != "form-alert" || state.Typed != "Zoé" {
+			if strings.Join(state.Invalid, ",") != "title,default_email_text" || state.Focus != "form-alert" || state.Typed != "Zoé" {
 				t.Errorf("after the refusal: %+v", state)
 			}
 			tab.screenshot(t, shots, "form-validation", "")
 			tab.checkContrast(t, "form with errors")
 			// Corrected, it is created and shown as waiting to upload.
 			tab.fill(t, "[data-field=title] input", "Zoé Martins")
-			tab.fill(t, "[data-field=email] input", "zoe.martins@example.org")
+			tab.fill(t, "[data-field=default_email_text] input", "zoe.martins@example.org")
 			tab.do(t, "save with Ctrl+S", pressKey('s', chromedp.ModifierCtrl))
 			tab.wait(t, "the new document's form", `location.hash.startsWith('#/doc/person_module/local-')`)
 			tab.waitText(t, ".doc .alert.ok", "Created on the site gateway.")
@@ -730,11 +730,11 @@ func TestWebApp(t *testing.T) {
 			if ro.ReadOnly != "true" {
 				t.Errorf("reference (readable, not writable by a clerk) read-only = %s", ro.ReadOnly)
 			}
-			tab.fill(t, "[data-field=email] input", "zoe@mina.example")
+			tab.fill(t, "[data-field=default_email_text] input", "zoe@mina.example")
 			tab.do(t, "save", chromedp.Click(chromedp.CSS(`.doc-form button[type=submit]`)))
 			tab.waitText(t, ".save-state", "Saved on the site gateway.")
 			var email string
-			tab.eval(t, `app.session.get(`+jsString(createdID)+`).then((d) => d.email)`, &email)
+			tab.eval(t, `app.session.get(`+jsString(createdID)+`).then((d) => d.default_email_text)`, &email)
 			if email != "zoe@mina.example" {
 				t.Errorf("stored email = %q", email)
 			}
@@ -743,7 +743,7 @@ func TestWebApp(t *testing.T) {
 			tab.waitText(t, ".sync-panel", "Head office rejected the last change: reference P-0101 is already used by Ana Lima")
 			tab.do(t, "open the conflicting person", chromedp.Navigate(g.s.URL()+"#/doc/"+conflictID))
 			tab.waitText(t, ".sync-panel", "In conflict")
-			tab.wait(t, "the site's email", `document.querySelector('[data-field=email] input')?.value === 'carla@example.org'`)
+			tab.wait(t, "the site's email", `document.querySelector('[data-field=default_email_text] input')?.value === 'carla@example.org'`)
 			// The operator keeps head office's value: the open form shows it by itself.
 			var conflicts []struct {
 				Seq   int64  `json:"seq"`
@@ -757,7 +757,7 @@ func TestWebApp(t *testing.T) {
 			func() {
 				ctx, cancel := context.WithTimeout(tab.ctx, 45*time.Second)
 				defer cancel()
-				if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.querySelector('[data-field=email] input')?.value === 'carla.mendes@mina.example'`,
+				if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.querySelector('[data-field=default_email_text] input')?.value === 'carla.mendes@mina.example'`,
 					chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(40*time.Second))); err != nil {
 					t.Fatalf("head office's email in the open form: %v\n%s", err, tab.describe())
 				}
@@ -869,7 +869,7 @@ func TestWebApp(t *testing.T) {
 			tab.do(t, "new person", chromedp.Navigate(g.s.URL()+"#/new/Person"))
 			tab.wait(t, "the create form", `document.querySelector('[data-field=title] input') !== null`)
 			tab.fill(t, "[data-field=title] input", "Only Once")
-			tab.fill(t, "[data-field=email] input", "once@example.org")
+			tab.fill(t, "[data-field=default_email_text] input", "once@example.org")
 			// The write commits, then the gateway goes away before its reply leaves.
 			s := g.s
 			cut := make(chan struct{})
