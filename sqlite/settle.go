@@ -72,7 +72,7 @@ func (db *DB) Claim(ctx context.Context, budget outbox.Budget, enc outbox.Encode
 
 // yieldMax bounds how long one claim or settle transaction lets the LAN's writes pass first:
 // under a constant stream of writes the uplink still gets the writer this often.
-const yieldMax = 200 * time.Millisecond
+const yieldMax = 20 * time.Millisecond
 
 // yieldToWrites waits, up to yieldMax, while writes of the LAN (Write) are queued or being
 // committed: the uplink's transactions go between them, so that a browser's write never
