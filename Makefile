@@ -35,7 +35,7 @@ lint: ## gofmt and go vet
 	$(GO) vet $(PKGS)
 
 screenshots: ## Regenerate docs/screenshots/ from the browser tests
-	GATEWAY_SCREENSHOTS=$(CURDIR)/docs/screenshots $(GO) test -count=1 -run '^(TestWebApp|TestStatus_Page)$$' ./cmd/gateway/
+	GATEWAY_SCREENSHOTS=$(CURDIR)/docs/screenshots $(GO) test -count=1 -run '^(TestWebApp|TestStatus_Page|TestStory_Chromium|TestStory_Firefox)$$' ./cmd/gateway/
 
 demo: build ## Run the gateway with the ERP5 double and a simulated satellite link
 	bin/gateway demo
