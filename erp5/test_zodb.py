@@ -137,6 +137,8 @@ class RoundGate(object):
         gate = self
 
         class ActorGate(object):
+            barrier = gate.barrier
+
             def before_commit(self, attempt):
                 if attempt == 0:
                     gate.barrier.wait()
