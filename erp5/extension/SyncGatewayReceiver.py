@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-"""External Methods of the sync gateway receiver (ERP5.md section 2).
+"""External Methods of the sync gateway receiver (docs/DESIGN.md §7, erp5/README.md).
 
 This module adapts the pure-Python core (``sync_gateway_receiver.py``) to ERP5: documents
 through the portal and its workflows, savepoints through ``transaction``, the dedupe records
