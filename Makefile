@@ -3,6 +3,8 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 GO      ?= go
 PKGS    ?= ./...
 FUZZTIME ?= 30s
+# The receiver's tests need Debian's python3-btrees, python3-persistent, python3-transaction.
+PYTHON  ?= /usr/bin/python3
 
 .DEFAULT_GOAL := help
 
@@ -19,7 +21,7 @@ deps: ## Install what the tests need (Debian's chromium for the browser tests)
 test: deps ## Run every test: vet, Go tests (browser tests included), the ERP5 receiver's Python tests
 	$(GO) vet $(PKGS)
 	CGO_ENABLED=0 $(GO) test -count=1 -shuffle=on -timeout 15m $(PKGS)
-	@if [ -d erp5 ]; then python3 -m unittest discover -s erp5; fi
+	@if [ -d erp5 ]; then $(PYTHON) -m unittest discover -s erp5; fi
 
 race: ## Run the pure packages' tests under the race detector
 	$(GO) test -race -count=1 . ./query/... ./policy/...

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 """Sync gateway batch receiver for ERP5: the pure-Python core.
 
-This module implements the receiver half of the protocol in ERP5.md section 2: the
+This module implements the receiver half of the protocol (docs/DESIGN.md §7, erp5/README.md): the
 capability document, the batch receiver with exact (gateway, epoch, seq) deduplication,
 ``covers``, write-key deduplication, per-entry savepoints and field-level conflicts, the
 results query and the changes query.

@@ -20,13 +20,16 @@ class _ConflictError(Exception):
     pass
 
 
+STUBBED = ("transaction", "AccessControl", "BTrees", "BTrees.OOBTree", "ZODB", "ZODB.POSException")
+
+
 def _stub_modules():
     def module(name, **attrs):
         m = types.ModuleType(name)
         m.__dict__.update(attrs)
         sys.modules[name] = m
         return m
-    module("transaction", savepoint=lambda optimistic=False: None)
+    module("transaction", savepoint=lambda optimistic=False: None, commit=lambda: None)
     module("AccessControl", getSecurityManager=lambda: None)
     module("BTrees")
     module("BTrees.OOBTree", OOBTree=dict)
@@ -76,8 +79,18 @@ class FakePortal(object):
 class TestExtension(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
+        # The stand-ins replace the real modules only while the extension is imported:
+        # other tests use the real transaction and BTrees.
+        saved = dict((name, sys.modules.get(name)) for name in STUBBED)
         _stub_modules()
-        cls.ext = importlib.import_module("SyncGatewayReceiver")
+        try:
+            cls.ext = importlib.import_module("SyncGatewayReceiver")
+        finally:
+            for name, mod in saved.items():
+                if mod is None:
+                    sys.modules.pop(name, None)
+                else:
+                    sys.modules[name] = mod
 
     def test_formats(self):
         # 2026-03-01T10:00:00.250000Z
@@ -86,12 +99,12 @@ class TestExtension(unittest.TestCase):
         self.assertEqual(self.ext.format_rfc822(dt), "Sun, 01 Mar 2026 10:00:00 +0000")
 
     def test_storage(self):
-        s = self.ext.BTreeStorage({})
+        s = self.ext.TreeStorage({}, {})
         s.set(("seq", "g", "e", 12), {"hash": "h", "result": {"seq": 12, "status": "ok"}})
         self.assertEqual(s.get(("seq", "g", "e", 12))["result"]["status"], "ok")
         self.assertIsNone(s.get(("seq", "g", "e", 13)))
         # Integer parts sort numerically in the tree's string keys.
-        self.assertLess(s._key(("seq", "g", "e", 9)), s._key(("seq", "g", "e", 10)))
+        self.assertLess(s.flat_key(("seq", "g", "e", 9)), s.flat_key(("seq", "g", "e", 10)))
 
     def test_endpoints_need_install(self):
         portal = FakePortal()

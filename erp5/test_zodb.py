@@ -137,6 +137,8 @@ class RoundGate(object):
         gate = self
 
         class ActorGate(object):
+            barrier = gate.barrier
+
             def before_commit(self, attempt):
                 if attempt == 0:
                     gate.barrier.wait()
@@ -380,6 +382,41 @@ class TestConcurrency(unittest.TestCase):
             except AssertionError:
                 broken += 1
         self.assertGreater(broken, 0)
+
+
+class TestRetention(unittest.TestCase):
+    def test_purge_in_committed_chunks(self):
+        clock = Clock(parse_version(T0))
+        store = VersionedStore()
+        pub = zodb_site.Publisher(store, zodb_site.Catalog(), clock,
+                                  receiver_options={"retention_days": 1})
+        pub.run(zodb_site.install)
+        for day in range(3):  # 50 records a day for three days
+            clock.now = parse_version(T0) + datetime.timedelta(days=day)
+            pub.publish(lambda r, site, day=day: [r.storage.set(("seq", "g", "e", day * 100 + i),
+                                                                {"hash": "h", "result": {"seq": day * 100 + i, "status": "ok"}})
+                                                  for i in range(50)])
+        clock.now = parse_version(T0) + datetime.timedelta(days=2, hours=1)
+        chunks = []
+        while True:  # the alarm: one transaction per chunk
+            n, more = pub.publish(lambda r, site: r.purge(limit=30))
+            chunks.append(n)
+            if not more:
+                break
+        self.assertEqual(chunks, [30, 30, 30, 10])
+        results = pub.publish(lambda r, site: r.results("g", "e", "0-299")["results"])
+        kept = [x["seq"] for x in results if x["status"] != "unknown"]
+        self.assertEqual(kept, list(range(200, 250)))
+        self.assertEqual(pub.publish(lambda r, site: r.purge(limit=30)), (0, False))
+
+    def test_rewritten_record_keeps_one_time_entry(self):
+        clock = Clock(parse_version(T0))
+        pub = zodb_site.Publisher(VersionedStore(), zodb_site.Catalog(), clock)
+        pub.run(zodb_site.install)
+        for minute in range(3):
+            clock.now = parse_version(T0) + datetime.timedelta(minutes=minute)
+            pub.publish(lambda r, site: r.storage.set(("own", "g", "person_module/1"), {"version": "v"}))
+        self.assertEqual(pub.run(lambda root: len(root["records_by_time"])), 1)
 
 
 if __name__ == "__main__":

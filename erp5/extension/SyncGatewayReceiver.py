@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-"""External Methods of the sync gateway receiver (ERP5.md section 2).
+"""External Methods of the sync gateway receiver (docs/DESIGN.md §7, erp5/README.md).
 
 This module adapts the pure-Python core (``sync_gateway_receiver.py``) to ERP5: documents
 through the portal and its workflows, savepoints through ``transaction``, the dedupe records
@@ -26,9 +26,9 @@ from ZODB.POSException import ConflictError
 
 try:  # the core installed as an ERP5 Module Component
     from erp5.component.module.SyncGatewayReceiverCore import (  # type: ignore
-        Receiver, Rejected, InvalidQuery, Storage)
+        Receiver, Rejected, InvalidQuery, TreeStorage)
 except ImportError:  # the core on the Python path (instance lib/python or site-packages)
-    from sync_gateway_receiver import Receiver, Rejected, InvalidQuery, Storage  # type: ignore
+    from sync_gateway_receiver import Receiver, Rejected, InvalidQuery, TreeStorage  # type: ignore
 
 # Limits advertised and enforced. max_entries bounds one ERP5 transaction: a big one
 # collides with head-office users and is retried whole by Zope.
@@ -37,7 +37,12 @@ CONFIG = {
     "max_batch_bytes": 1 << 20,
     "retention_days": 365,
     "encodings": ["zstd", "gzip"],  # zstd is dropped where Python cannot decode it
+    # The changes query re-reads this many seconds of the catalog behind each cursor: more
+    # than the longest indexing transaction (between stamping indexation_timestamp and
+    # committing), else a late-committing document can be skipped.
+    "overlap_seconds": 600,
 }
+PURGE_CHUNK = 1000  # records deleted per purge transaction
 
 # The properties returned as a document's `state` and by the changes query, per portal
 # type: every field the gateways' scopes replicate. A portal type not listed gets its
@@ -48,6 +53,7 @@ STATE_FIELDS = {
 }
 
 RECORDS_ATTRIBUTE = "_sync_gateway_receiver_records"
+BY_TIME_ATTRIBUTE = "_sync_gateway_receiver_records_by_time"
 WORKFLOW_VARIABLES = ("validation_state", "simulation_state")
 SIMPLE_TYPES = ("string", "text", "int", "float", "boolean", "date", "lines", "tokens", "selection")
 
@@ -69,24 +75,6 @@ def format_rfc822(date_time):
     d = _utc(date_time)
     return "%s, %02d %s %04d %02d:%02d:%02d +0000" % (
         _DAYS[d.weekday()], d.day, _MONTHS[d.month - 1], d.year, d.hour, d.minute, d.second)
-
-
-class BTreeStorage(Storage):
-    """Records in an OOBTree, as JSON text under flat string keys."""
-
-    def __init__(self, tree):
-        self.tree = tree
-
-    @staticmethod
-    def _key(key):
-        return "\x00".join("%020d" % k if isinstance(k, int) else k for k in key)
-
-    def get(self, key):
-        value = self.tree.get(self._key(key))
-        return None if value is None else json.loads(value)
-
-    def set(self, key, value):
-        self.tree[self._key(key)] = json.dumps(value, sort_keys=True)
 
 
 class ERP5Site(object):
@@ -168,6 +156,11 @@ class ERP5Site(object):
     def rollback(self, savepoint):
         savepoint.rollback()
 
+    def overlapStart(self, key, seconds):
+        """The position `seconds` before a (indexation_timestamp, uid) key."""
+        from DateTime import DateTime
+        return [str(DateTime(key[0]) - seconds / 86400.0), -1]
+
     def searchChanges(self, portal_type, query, after, limit):
         """Catalog rows by (indexation_timestamp, uid), after the given position.
 
@@ -200,16 +193,17 @@ class ERP5Site(object):
         return [{"id": b.relative_url, "key": [str(b.indexation_timestamp), b.uid]} for b in brains]
 
 
-def _records(portal):
-    tree = getattr(portal.aq_base, RECORDS_ATTRIBUTE, None)
-    if tree is None:
+def _storage(portal):
+    records = getattr(portal.aq_base, RECORDS_ATTRIBUTE, None)
+    by_time = getattr(portal.aq_base, BY_TIME_ATTRIBUTE, None)
+    if records is None or by_time is None:
         raise RuntimeError("sync gateway receiver not installed: run ERP5Site_installSyncGatewayReceiver")
-    return tree
+    return TreeStorage(records, by_time)
 
 
 def _receiver(context):
     portal = context.getPortalObject()
-    return Receiver(ERP5Site(portal), BTreeStorage(_records(portal)), conflict_errors=(ConflictError,), **CONFIG)
+    return Receiver(ERP5Site(portal), _storage(portal), conflict_errors=(ConflictError,), **CONFIG)
 
 
 def _body(REQUEST):
@@ -261,9 +255,33 @@ def ERP5Site_getSyncGatewayChanges(self, REQUEST=None):
 
 
 def ERP5Site_installSyncGatewayReceiver(self):
-    """Creates the record tree on the portal once; later runs change nothing."""
+    """Creates the record trees on the portal once; later runs change nothing. Upgrading
+    from a version without the by-time tree creates it and gives the existing records the
+    current time, in chunks of PURGE_CHUNK, one transaction each."""
     portal = self.getPortalObject()
+    installed = "already installed"
     if getattr(portal.aq_base, RECORDS_ATTRIBUTE, None) is None:
         setattr(portal, RECORDS_ATTRIBUTE, OOBTree())
-        return "installed"
-    return "already installed"
+        installed = "installed"
+    if getattr(portal.aq_base, BY_TIME_ATTRIBUTE, None) is None:
+        setattr(portal, BY_TIME_ATTRIBUTE, OOBTree())
+        storage = _storage(portal)
+        while storage.index_untimed(PURGE_CHUNK):
+            transaction.commit()
+        installed = "installed" if installed == "installed" else "upgraded"
+    return installed
+
+
+def ERP5Site_purgeSyncGatewayRecords(self, max_chunks=100):
+    """Deletes the records older than retention_days, PURGE_CHUNK per transaction (each
+    committed before the next), at most max_chunks chunks per call. Run it from an ERP5
+    Alarm (e.g. hourly), as a user who may run it; returns the number deleted."""
+    receiver = _receiver(self)
+    deleted = 0
+    for _ in range(max_chunks):
+        n, more = receiver.purge(PURGE_CHUNK)
+        transaction.commit()
+        deleted += n
+        if not more:
+            break
+    return deleted
