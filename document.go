@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// MaxIDLength is the longest document id accepted, in bytes (DESIGN §3).
+// MaxIDLength is the longest document id accepted, in bytes (docs/DESIGN.md §3).
 const MaxIDLength = 255
 
 // Document is one ERP5 document as the replica holds it. Body is the JSON object exactly as
@@ -66,7 +66,7 @@ func DefaultModules() map[string]string {
 	}
 }
 
-// Method names of the data-channel RPC (DESIGN §3).
+// Method names of the data-channel RPC (docs/DESIGN.md §3).
 const (
 	MethodGet      = "get"
 	MethodPost     = "post"

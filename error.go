@@ -7,7 +7,7 @@ import (
 	"fmt"
 )
 
-// Error codes. Each is one family of DESIGN §3's `reason` words; adapters map a code to an
+// Error codes. Each is one family of docs/DESIGN.md §3's `reason` words; adapters map a code to an
 // HTTP-like status (Status) and callers branch on ErrorCode(err).
 const (
 	EINVALID      = "invalid"      // 400: a well-formed request whose value is wrong

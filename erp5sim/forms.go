@@ -6,7 +6,7 @@ import (
 	"strings"
 )
 
-// More Formulator field types the double's forms use (ERP5-FORMS.md §1).
+// More Formulator field types the double's forms use (docs/DESIGN.md appendix A).
 const (
 	ListField                FieldType = "ListField"
 	RelationStringField      FieldType = "RelationStringField"
@@ -124,7 +124,7 @@ func (w *WorkflowDef) transitions(target map[string]string) map[string]Transitio
 	return out
 }
 
-// ERP5's order_workflow (ERP5-FORMS.md §2): no transition leaves confirmed, there is no
+// ERP5's order_workflow (docs/DESIGN.md appendix A): no transition leaves confirmed, there is no
 // "deliver"; a cancelled order may be deleted (a site's remove). validation_workflow: which
 // transition leaves which state is inferred; delete_action (a site's remove) leaves every
 // state but deleted.

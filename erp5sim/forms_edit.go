@@ -23,7 +23,7 @@ const (
 // applies them all or none. With a form, only its editable fields are read (a read-only
 // field such as my_translated_simulation_state is ignored, as ERP5Form's validation skips
 // it); dates come as subfields, relations as the related document's text (and optionally
-// its uid), as ERP5-FORMS.md §4 describes.
+// its uid), as docs/DESIGN.md appendix A describes.
 func (s *Server) handleEdit(w http.ResponseWriter, r *http.Request, id string) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
@@ -277,7 +277,7 @@ func parseGMTOffset(s string) (int, bool) {
 	return sign * (h*3600 + m*60), true
 }
 
-// relationLocked is ERP5's relation check (ERP5-FORMS.md §4): a uid in the relation subfield
+// relationLocked is ERP5's relation check (docs/DESIGN.md appendix A): a uid in the relation subfield
 // names the document; otherwise unchanged text leaves the relation as it is (keep), empty
 // text clears it, and other text is searched by the field's catalog index within its portal
 // types: one hit sets it, none or several are errors.

@@ -194,7 +194,7 @@ func decodeJSONObject(body []byte) (map[string]any, error) {
 	return m, nil
 }
 
-// Entry is one decoded batch entry (ERP5.md §2).
+// Entry is one decoded batch entry (docs/DESIGN.md appendix B).
 type Entry struct {
 	Seq               int64
 	Op                string
@@ -353,7 +353,7 @@ func (s *Server) handleBatch(w http.ResponseWriter, r *http.Request) {
 }
 
 // ApplyBatch applies decoded entries as one ERP5 transaction, in seq order, each in its own
-// savepoint, and returns one result per entry (ERP5.md §2). user is recorded in the log.
+// savepoint, and returns one result per entry (docs/DESIGN.md appendix B). user is recorded in the log.
 func (s *Server) ApplyBatch(gateway, epoch string, entries []Entry, user string) []map[string]any {
 	entries = slices.Clone(entries)
 	slices.SortStableFunc(entries, func(a, b Entry) int { return cmp.Compare(a.Seq, b.Seq) })

@@ -267,7 +267,7 @@ func Corpus(seed int64, n int) []Edit {
 	return out
 }
 
-// Entry returns the edit as a batch entry (ERP5.md §2) with the given seq. Its hash is the
+// Entry returns the edit as a batch entry (docs/DESIGN.md appendix B) with the given seq. Its hash is the
 // SHA-256 of the entry's JSON as encoding/json writes it (keys sorted, no spaces), without
 // the hash.
 func (e Edit) Entry(seq int64) map[string]any {

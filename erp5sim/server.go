@@ -1,4 +1,4 @@
-// Package erp5sim is a test double of ERP5 speaking the protocol of ERP5.md: the stock
+// Package erp5sim is a test double of ERP5 speaking the protocol of docs/DESIGN.md appendices A and B: the stock
 // HATEOAS interface (site root with RFC 6570 entry points, traverse with a view form, Base_edit,
 // newContent, raw_search) and the sync gateway's batch receiver (capability, batch,
 // results, changes), with documents in memory, a settable clock, delayed indexing, faults
@@ -658,7 +658,7 @@ const (
 	EndpointNotFound   Endpoint = "not_found"
 )
 
-// Receiver script names (ERP5.md §2), found by acquisition under the site.
+// Receiver script names (docs/DESIGN.md appendix B), found by acquisition under the site.
 const (
 	CapabilityScript = "ERP5Site_getSyncGatewayCapability"
 	BatchScript      = "ERP5Site_receiveSyncGatewayBatch"

@@ -132,7 +132,7 @@ func matchJSON(want, got any, captures map[string]any, path string) []string {
 			case !inG:
 				diffs = append(diffs, path+"."+k+": missing")
 			case !inW && k == "hash" && strings.HasPrefix(path, "$.results["):
-				// A stored result carries its entry's hash (ERP5.md §2, results query); a
+				// A stored result carries its entry's hash (docs/DESIGN.md appendix B, results query); a
 				// vector that does not name it does not check it.
 			case !inW:
 				diffs = append(diffs, fmt.Sprintf("%s.%s: unexpected %v", path, k, gv))

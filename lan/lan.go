@@ -1,4 +1,4 @@
-// Package lan is the gateway's side of the site LAN (DESIGN §3): one HTTP listener serving the
+// Package lan is the gateway's side of the site LAN (docs/DESIGN.md §3): one HTTP listener serving the
 // web app, pairing (/api/pair) and WebSocket signaling (/signal); WebRTC data channels through
 // pion over one UDP port; JSON-RPC 2.0 on those channels, with binary fragments for large
 // messages and notifications pushed to the peers.
@@ -65,7 +65,7 @@ const (
 	EnrollmentOpen   = "open"
 )
 
-// Service runs the data-channel RPC methods (DESIGN §3). The server has already checked the
+// Service runs the data-channel RPC methods (docs/DESIGN.md §3). The server has already checked the
 // method name and the JSON shape of params (see ValidateParams) and put the actor into ctx
 // (gateway.ActorFromContext).
 type Service interface {
@@ -105,7 +105,7 @@ var errClosed = errors.New("closed")
 // Defaults for the Server's tunables.
 const (
 	// DefaultOpenTimeout is how long a peer has from its WebSocket upgrade to an open data
-	// channel before it is dropped (DESIGN §3).
+	// channel before it is dropped (docs/DESIGN.md §3).
 	DefaultOpenTimeout = 10 * time.Second
 	// DefaultMaxMessageSize bounds one RPC message, reassembled, in either direction. A big
 	// allDocs page with include_docs fits; a runaway one is refused rather than buffered.

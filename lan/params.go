@@ -46,7 +46,7 @@ type param struct {
 	required bool
 }
 
-// methodParams lists every RPC method of DESIGN §3 with the shape of its params. Members not
+// methodParams lists every RPC method of docs/DESIGN.md §3 with the shape of its params. Members not
 // listed are let through for the service to ignore; a null member counts as absent.
 var methodParams = map[string][]param{
 	gateway.MethodGet:    {{"id", kindString, true}},

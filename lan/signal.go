@@ -25,7 +25,7 @@ const maxSignalMessage = 256 << 10
 // milliseconds: the candidates are the mux's addresses.
 const gatherTimeout = 5 * time.Second
 
-// upgrader upgrades /signal. Its origin check is the same-origin rule of DESIGN §3, which
+// upgrader upgrades /signal. Its origin check is the same-origin rule of docs/DESIGN.md §3, which
 // gorilla applies too, spelled out here so that a refusal is logged.
 func (s *Server) upgrader() *websocket.Upgrader {
 	return &websocket.Upgrader{

@@ -10,7 +10,7 @@
 // For smoke tests and benchmarks with real sockets, WrapListener shapes the connections of an
 // ordinary TCP listener and Proxy relays 127.0.0.1 connections to a target through a Link.
 //
-// The model (notes/link.md §4.3): each direction has a token bucket shared by every
+// The model (docs/DESIGN.md appendix C): each direction has a token bucket shared by every
 // connection of the link; a write blocks until its bytes have been transmitted (so a writer
 // is throttled by bandwidth, not by latency), then each segment arrives at the reader one
 // delay later, in order. A dial costs one round trip. While the link is down, new dials fail
@@ -43,7 +43,7 @@ type Config struct {
 	Segment int
 }
 
-// Thuraya is a Thuraya IP link as measured (ERP5.md §3): 384 kbit/s up, 444 kbit/s down and
+// Thuraya is a Thuraya IP link as measured (docs/DESIGN.md appendix C): 384 kbit/s up, 444 kbit/s down and
 // a 700 ms round trip.
 var Thuraya = Config{Up: 384_000, Down: 444_000, Delay: 350 * time.Millisecond}
 

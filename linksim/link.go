@@ -169,7 +169,7 @@ func (l *Link) Conns() []*Conn {
 }
 
 // Transport returns an HTTP transport that dials through the link, with the settings
-// DESIGN §7 asks of a client on a satellite link (no Expect: 100-continue delay).
+// docs/DESIGN.md §7 asks of a client on a satellite link (no Expect: 100-continue delay).
 func (l *Link) Transport() *http.Transport {
 	return &http.Transport{
 		DialContext:           l.DialContext,

@@ -28,7 +28,7 @@ type Budget struct {
 	AfterKey, AfterSeq int64
 }
 
-// DefaultMaxEntries is the batch size when the budget names none: ERP5.md's measured sweet
+// DefaultMaxEntries is the batch size when the budget names none: docs/DESIGN.md appendix C's measured sweet
 // spot (a 1,000-entry batch compresses ~7×; the receiver applies at most max_entries per
 // transaction anyway).
 const DefaultMaxEntries = 500
@@ -92,7 +92,7 @@ ORDER BY order_key, seq
 LIMIT ?5`
 
 // Claim takes the next batch inside tx and returns it; the caller commits tx before the first
-// byte is sent (DESIGN §6, Claiming). running is the running epoch. Never-sent entries are
+// byte is sent (docs/DESIGN.md §6, Claiming). running is the running epoch. Never-sent entries are
 // merged first (invariant 2), encoded with enc and stored with their mode, payload and hash;
 // an entry that was ever sent keeps its stored bytes (invariant 1). Every claimed entry is set
 // inflight with attempts + 1. A batch holds one epoch and one site id; an entry of another is
@@ -224,7 +224,7 @@ func encode(e *Entry, enc Encoder) error {
 
 // foldedKeys returns the peer and write key of every row e covers that had a key, in seq
 // order, without e's own: the writes folded into e, whose keys the receiver remembers with
-// e's result (DESIGN §7, Write keys upstream).
+// e's result (docs/DESIGN.md §7, Write keys upstream).
 func foldedKeys(ctx context.Context, tx *sql.Tx, e *Entry) ([]WriteKey, error) {
 	if len(e.Covers) == 0 {
 		return nil, nil

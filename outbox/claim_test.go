@@ -369,7 +369,7 @@ func TestClaim_OrderKeyOrder(t *testing.T) {
 	}
 }
 
-// DESIGN §6: a batch holds one epoch; rows of an earlier epoch are checked against ERP5's
+// docs/DESIGN.md §6: a batch holds one epoch; rows of an earlier epoch are checked against ERP5's
 // results under the running epoch before they are sent, and never merged.
 func TestClaim_Epochs(t *testing.T) {
 	e := newEnv(t)

@@ -173,7 +173,7 @@ func Discard(ctx context.Context, tx *sql.Tx, seq int64, reason string, now time
 	return err
 }
 
-// Drop ends a dead or held entry for good (DESIGN §6, invariant 5) and returns the entries it
+// Drop ends a dead or held entry for good (docs/DESIGN.md §6, invariant 5) and returns the entries it
 // ended, as they were: the entry, and for a post every later entry of its document. A held
 // entry that was ever sent may have been applied: it must be settled from ERP5's results first
 // (invariant 1), so Drop refuses it. The caller reverts the replica in the same transaction.
@@ -422,7 +422,7 @@ func Counts(ctx context.Context, q Queryer) (map[string]int, error) {
 	return out, rows.Err()
 }
 
-// Document sync states, as the sync method reports them (DESIGN §3).
+// Document sync states, as the sync method reports them (docs/DESIGN.md §3).
 const (
 	SyncSynced   = "synced"
 	SyncPending  = "pending"

@@ -1,4 +1,4 @@
-// Package outbox holds the rules of the durable queue of writes bound for ERP5 (DESIGN §6):
+// Package outbox holds the rules of the durable queue of writes bound for ERP5 (docs/DESIGN.md §6):
 // enqueueing inside a write's transaction, claiming batches (merges folded, entries set
 // inflight with their exact bytes and hash in one committed transaction), settling ERP5's
 // answers, the operator's states, and listing. It works on the outbox table through
@@ -18,7 +18,7 @@ import (
 	"time"
 )
 
-// States of an outbox entry (DESIGN §6).
+// States of an outbox entry (docs/DESIGN.md §6).
 const (
 	StatePending    = "pending"    // waiting to be sent
 	StateInflight   = "inflight"   // claimed: this process is sending it

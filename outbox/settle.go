@@ -10,9 +10,9 @@ import (
 	"time"
 )
 
-// Result statuses Settle accepts. The first five are ERP5's (ERP5.md §2; "unknown" comes from
+// Result statuses Settle accepts. The first five are ERP5's (docs/DESIGN.md appendix B; "unknown" comes from
 // the results query for a seq it never applied); the last two are the uplink's own verdict on
-// a send that got no usable answer (DESIGN §7, Outcomes).
+// a send that got no usable answer (docs/DESIGN.md §7, Outcomes).
 const (
 	ResultOK        = "ok"
 	ResultConflict  = "conflict"
@@ -340,7 +340,7 @@ func Uncertain(ctx context.Context, q Queryer, limit int) (map[string][]int64, e
 
 // Unchecked returns, per epoch, the pending and deferred entries not checked under the
 // running epoch: queued under an earlier one and not yet confirmed unapplied by ERP5's
-// results query (DESIGN §6, Identity); Settle's "unknown" checks them. It walks every
+// results query (docs/DESIGN.md §6, Identity); Settle's "unknown" checks them. It walks every
 // pending entry; none becomes unchecked until the epoch changes. At most limit seqs (0: no
 // limit), lowest first.
 func Unchecked(ctx context.Context, q Queryer, running string, limit int) (map[string][]int64, error) {

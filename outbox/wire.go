@@ -20,7 +20,7 @@ func marshal(v any) ([]byte, error) {
 	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
-// Wire returns the entry as the batch receiver reads it (ERP5.md §2), without "hash": seq, op
+// Wire returns the entry as the batch receiver reads it (docs/DESIGN.md appendix B), without "hash": seq, op
 // and id always; portal_type and parent_relative_url for a post; fields for a post or put;
 // base for a put (null for a field that was absent); transition and comment for an action;
 // peer, key, keys and covers when set. Empty optional members are left out: every byte crosses the
@@ -243,7 +243,7 @@ func equalJSON(a, b any) bool {
 }
 
 // SameValue reports whether ERP5 would see a and b as the same value: equal JSON, with null,
-// "" and absent (nil) counting as equal (DESIGN §7, Conflicts).
+// "" and absent (nil) counting as equal (docs/DESIGN.md §7, Conflicts).
 func SameValue(a, b any) bool {
 	if isBlank(a) && isBlank(b) {
 		return true

@@ -1,7 +1,7 @@
 package policy
 
 // TypeInfo is what a role may do with one portal type: an element of the `types` array of the
-// describe method's result (DESIGN §3), from which the web app builds its forms.
+// describe method's result (docs/DESIGN.md §3), from which the web app builds its forms.
 type TypeInfo struct {
 	PortalType string `json:"portal_type"`
 	// Methods are the methods some rule allows (and no unconditional deny rule takes back);

@@ -1,4 +1,4 @@
-// Package policy decides what each role may read and write (DESIGN §3, §4, §8): rules and
+// Package policy decides what each role may read and write (docs/DESIGN.md §3, §4, §8): rules and
 // schemas from a YAML file, CEL conditions compiled once at load, jIO query scoping and per-peer
 // rate limits. Deny by default; a matching deny rule wins over any allow rule. Every refusal is
 // a *gateway.Error whose Reason is a stable word a form can branch on.

@@ -9,7 +9,7 @@ import (
 	"sitesync.example/gateway/query"
 )
 
-// ScopeQuery authorizes an allDocs of role and rewrites its query and options (DESIGN §4):
+// ScopeQuery authorizes an allDocs of role and rewrites its query and options (docs/DESIGN.md §4):
 //
 //   - the role's read.scope, and the portal types its rules let it list, are ANDed onto q;
 //   - a filter or a sort on a field outside read.fields is refused (ReasonFieldNotReadable);

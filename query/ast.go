@@ -1,4 +1,4 @@
-// Package query implements the jIO query language (JIO-QUERY.md, jIO 3.45.0): lexer, parser,
+// Package query implements the jIO query language (docs/DESIGN.md appendix D, jIO 3.45.0): lexer, parser,
 // the jIO JSON tree, jIO's serialisation to the character, and an in-memory evaluator that is
 // the executable specification the SQL compiler in sqlite/ is tested against. Pure: no I/O.
 //
@@ -16,7 +16,7 @@ package query
 
 // Query is a node of a parsed jIO query: *Simple or *Complex.
 type Query interface {
-	// String returns jIO's serialisation of the query (JIO-QUERY.md, "Tree and serialisation").
+	// String returns jIO's serialisation of the query (docs/DESIGN.md appendix D, "Tree and serialisation").
 	String() string
 	isQuery()
 }
@@ -57,7 +57,7 @@ type SortKey struct {
 	Descending bool
 }
 
-// Options are allDocs' options besides the query (JIO-QUERY.md, "Options"). Skip and Count
+// Options are allDocs' options besides the query (docs/DESIGN.md appendix D, "Options"). Skip and Count
 // come from limit: [skip] or [skip, count]; Count 0 means no cap. SelectList nil means no
 // select_list was given, and differs from an empty one (see Exec).
 type Options struct {

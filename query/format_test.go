@@ -15,7 +15,7 @@ import (
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
 
-// formatTests are jIO's serialisations, to the character (JIO-QUERY.md).
+// formatTests are jIO's serialisations, to the character (docs/DESIGN.md appendix D).
 var formatTests = []struct {
 	name string
 	in   string // a query string, or a JSON tree when it starts with "{"

@@ -11,7 +11,7 @@ import (
 	"unicode/utf8"
 )
 
-// Match reports whether doc matches q under jIO's rules (JIO-QUERY.md, "Matching"); the nil
+// Match reports whether doc matches q under jIO's rules (docs/DESIGN.md appendix D, "Matching"); the nil
 // query matches every document. doc is a JSON object decoded with json.Decoder.UseNumber:
 // its values are string, json.Number, bool, nil, []any and map[string]any (float64, int64 and
 // int are accepted as numbers too). dateKeys names the keys whose values are dates.

@@ -21,7 +21,7 @@ type ParseError struct {
 // Error returns the message and its column, e.g. `unexpected ")" at column 14`.
 func (e *ParseError) Error() string { return fmt.Sprintf("%s at column %d", e.Msg, e.Pos) }
 
-// Parse parses a jIO query string (JIO-QUERY.md) into its tree. The string must be valid
+// Parse parses a jIO query string (docs/DESIGN.md appendix D) into its tree. The string must be valid
 // UTF-8.
 //
 // The empty string is jIO's empty query, which matches every document: Parse returns a nil

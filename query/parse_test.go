@@ -8,7 +8,7 @@ import (
 	"sitesync.example/gateway/query"
 )
 
-// parseTests are query strings with the jIO tree each must give (JIO-QUERY.md), or the
+// parseTests are query strings with the jIO tree each must give (docs/DESIGN.md appendix D), or the
 // error. They also seed FuzzParse.
 var parseTests = []struct {
 	name string
@@ -36,7 +36,7 @@ var parseTests = []struct {
 	{name: "TrailingBackslashWord", in: `a:b\`, want: `{"type":"simple","key":"a","value":"b\\"}`},
 	{name: "Unicode", in: `title:%éric%`, want: `{"type":"simple","key":"title","value":"%éric%"}`},
 
-	// Grammar and precedence (JIO-QUERY.md examples).
+	// Grammar and precedence (docs/DESIGN.md appendix D examples).
 	{name: "JuxtapositionIsAnd", in: `a:b c:d`, want: `{"type":"complex","operator":"AND","query_list":[{"type":"simple","key":"a","value":"b"},{"type":"simple","key":"c","value":"d"}]}`},
 	{name: "OrThenJuxtaposition", in: `a:b OR c:d e:f`, want: `{"type":"complex","operator":"OR","query_list":[{"type":"simple","key":"a","value":"b"},{"type":"complex","operator":"AND","query_list":[{"type":"simple","key":"c","value":"d"},{"type":"simple","key":"e","value":"f"}]}]}`},
 	{name: "JuxtapositionThenOr", in: `a b OR c`, want: `{"type":"complex","operator":"AND","query_list":[{"type":"simple","key":"","value":"a"},{"type":"complex","operator":"OR","query_list":[{"type":"simple","key":"","value":"b"},{"type":"simple","key":"","value":"c"}]}]}`},

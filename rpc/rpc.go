@@ -1,4 +1,4 @@
-// Package rpc implements the data channel's methods (DESIGN §3): every request is checked by
+// Package rpc implements the data channel's methods (docs/DESIGN.md §3): every request is checked by
 // the policy, then answered from the replica or sent through the write path. The transport
 // (framing, fragments, JSON-RPC envelopes) is lan's; this package is what the methods mean.
 package rpc

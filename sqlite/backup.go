@@ -73,7 +73,7 @@ type RestoreResult struct {
 	Uncertain int
 }
 
-// Restore replaces the database at dbPath with the backup at from (DESIGN §9). serve must not
+// Restore replaces the database at dbPath with the backup at from (docs/DESIGN.md §9). serve must not
 // be running. The backup is checked (an SQLite gateway database, not newer than this binary,
 // intact, not older than ERP5's retention when that is known), copied beside dbPath, migrated,
 // given a new epoch (rows the backup holds keep theirs and are settled through ERP5's results

@@ -1,6 +1,6 @@
 package sqlite
 
-// Queries over the replica: jIO's query language (JIO-QUERY.md) compiled to parameterised
+// Queries over the replica: jIO's query language (docs/DESIGN.md appendix D) compiled to parameterised
 // SQL, with the results query.Exec gives in memory.
 //
 // The boolean structure (AND, OR, NOT) becomes SQL; each leaf becomes a call of a Go function

@@ -15,7 +15,7 @@ type SyncCursor struct {
 	// (ERP5's opaque cursor, a modification date and id); "" is none (NULL): start over.
 	Cursor string
 	// Complete is set once the scope's initial sync finished: a document of the scope that
-	// the replica lacks is then not at ERP5 either (DESIGN §4).
+	// the replica lacks is then not at ERP5 either (docs/DESIGN.md §4).
 	Complete bool
 	// FreshAt is when the replica last heard from ERP5 for the scope; the zero time leaves the
 	// stored value as it is.

@@ -48,7 +48,7 @@ type DB struct {
 	Synchronous string
 	// Now returns the current time; tests replace it.
 	Now func() time.Time
-	// SiteID is stored on each new outbox row (DESIGN §6); changing it affects new rows only.
+	// SiteID is stored on each new outbox row (docs/DESIGN.md §6); changing it affects new rows only.
 	SiteID string
 
 	// foreground counts the LAN's writes waiting or being written: the uplink's claims and

@@ -16,7 +16,7 @@ import (
 // Meta keys of the outbox's identity.
 const (
 	// MetaEpoch is the running epoch: 128 random bits in hex, made anew at every start of
-	// serve, by restore and by promote (DESIGN §6, Identity).
+	// serve, by restore and by promote (docs/DESIGN.md §6, Identity).
 	MetaEpoch = "epoch"
 	// MetaEpochAt is when MetaEpoch was made.
 	MetaEpochAt = "epoch_at"

@@ -43,7 +43,7 @@ func (db *DB) OutboxCounts(ctx context.Context) (map[string]int, error) {
 	return outbox.Counts(ctx, db.reader)
 }
 
-// SyncStates returns each document's sync state (the sync method, DESIGN §3); ids are
+// SyncStates returns each document's sync state (the sync method, docs/DESIGN.md §3); ids are
 // resolved through id_map first, and the answer is keyed by the ids as given.
 func (db *DB) SyncStates(ctx context.Context, ids []string) (map[string]outbox.DocState, error) {
 	out := make(map[string]outbox.DocState, len(ids))
@@ -200,7 +200,7 @@ type Retried struct {
 }
 
 // FieldChange is one field of an entry seen from three sides, for the operator to confirm a
-// retry or a resolve (DESIGN §6, invariant 6).
+// retry or a resolve (docs/DESIGN.md §6, invariant 6).
 type FieldChange struct {
 	Field string `json:"field"`
 	// Base is what the write was based on.
@@ -322,7 +322,7 @@ func (db *DB) supersedeTx(ctx context.Context, tx *sql.Tx, e *outbox.Entry, base
 	return outbox.Supersede(ctx, tx, e, n, now)
 }
 
-// Drop drops entry seq, or (All) every dead entry and every never-sent held entry (DESIGN §6,
+// Drop drops entry seq, or (All) every dead entry and every never-sent held entry (docs/DESIGN.md §6,
 // invariant 5): the entry ends (superseded, with no superseded_by, "dropped by operator"), its
 // fields in the replica revert to upstream_body (fields a later open entry changes keep
 // their local value), a dropped remove restores the document, and a dropped post also ends

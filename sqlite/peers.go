@@ -16,7 +16,7 @@ import (
 )
 
 // Sizes of the secrets pairing hands out. A code is typed or scanned once and lives for hours,
-// so 128 bits is ample (DESIGN §3 asks for at least 64); a token is the peer's long-lived
+// so 128 bits is ample (docs/DESIGN.md §3 asks for at least 64); a token is the peer's long-lived
 // credential and gets 256 bits.
 const (
 	inviteCodeBytes = 16

@@ -1,6 +1,6 @@
 package sqlite
 
-// Applying what the downlink pulls from ERP5 (DESIGN §7, Downlink): one transaction per page,
+// Applying what the downlink pulls from ERP5 (docs/DESIGN.md §7, Downlink): one transaction per page,
 // rows applied only when newer than the replica's upstream version, pending local edits kept
 // (upstream_body still updated, for three-way merges), fields changed on both sides turned
 // into conflict entries, and documents that left their scope removed.
@@ -72,7 +72,7 @@ type PullReport struct {
 	Changed []string
 }
 
-// ApplyPull applies pages in one transaction (DESIGN §7, Downlink):
+// ApplyPull applies pages in one transaction (docs/DESIGN.md §7, Downlink):
 //
 //   - a row applies only when newer than the replica's upstream_version (at it too with
 //     AtLeast; same second and different fields for a Coarse row): the site's own edits,
@@ -712,7 +712,7 @@ func (db *DB) ReplicaIDs(ctx context.Context, portalType string) ([]string, erro
 }
 
 // CacheDocument stores a document fetched from ERP5 outside every scope (a get the replica
-// could not answer, DESIGN §4) unless the replica has gained it meanwhile, and returns the
+// could not answer, docs/DESIGN.md §4) unless the replica has gained it meanwhile, and returns the
 // replica's document. Its body and upstream_body are fields plus portal_type; its version is
 // unknown, so any pulled row of it applies.
 func (db *DB) CacheDocument(ctx context.Context, id, portalType string, fields map[string]any) (*gateway.Document, error) {

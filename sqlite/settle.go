@@ -20,7 +20,7 @@ var (
 )
 
 // Claim takes the uplink's next batch, every entry committed before it returns and so before
-// the first byte is sent (DESIGN §6, Claiming): merges folded, entries inflight with attempts
+// the first byte is sent (docs/DESIGN.md §6, Claiming): merges folded, entries inflight with attempts
 // + 1 and their exact bytes and hash stored; the tombstones of cancelled local documents (a
 // never-sent post then remove) are deleted in the same transaction. A batch of more than
 // ClaimChunk entries is claimed in several short transactions, each of at most ClaimChunk
@@ -134,7 +134,7 @@ type SettleReport struct {
 }
 
 // Settle records a batch's per-entry results (or the results query's) in short transactions
-// (DESIGN §7): the outbox states (outbox.Settle), and the replica — for an ok post, id_map and
+// (docs/DESIGN.md §7): the outbox states (outbox.Settle), and the replica — for an ok post, id_map and
 // the rename of the document, its children and every reference to it in other documents and
 // in later never-sent entries (invariant 4); for an ok entry, ERP5's state and version as the
 // document's upstream_body and upstream_version, and the state's fields in the body where no
@@ -143,7 +143,7 @@ type SettleReport struct {
 // Results are settled SettleChunk at a time, each chunk in its own short transaction: an
 // entry's settlement (its state and its document's replica row) is always whole, and a crash
 // between chunks leaves the later entries inflight, hence uncertain at the next start and
-// settled through ERP5's results query (DESIGN §6).
+// settled through ERP5's results query (docs/DESIGN.md §6).
 func (db *DB) Settle(ctx context.Context, results []outbox.Result) (*SettleReport, error) {
 	rep := &SettleReport{Renamed: map[string]string{}}
 	for len(results) > 0 {

@@ -34,7 +34,7 @@ const OperatorPeer = ":operator"
 // MaxKeyLength is the longest write key accepted, in bytes.
 const MaxKeyLength = 200
 
-// WriteKeyLifetime is how long a write key is remembered at least (DESIGN §3).
+// WriteKeyLifetime is how long a write key is remembered at least (docs/DESIGN.md §3).
 const WriteKeyLifetime = 7 * 24 * time.Hour
 
 // Write is one write as every path makes it (the data channel, `gateway docs`, later the
@@ -94,7 +94,7 @@ func DecodeObject(b []byte) (map[string]any, error) { return outbox.DecodeObject
 
 // Write applies w: in one transaction the policy closure on the row read inside it, the
 // replica, the outbox entry and the write key; then a durable commit, then the answer
-// (DESIGN §5). Concurrent writes share one commit (group commit): each runs in its own
+// (docs/DESIGN.md §5). Concurrent writes share one commit (group commit): each runs in its own
 // savepoint, so an error answers only its writer, and every writer is answered after the
 // commit is durable. Errors: EINVALID, ENOTFOUND (a target the replica lacks), ECONFLICT
 // key_reused, ENOSPACE (disk full: nothing stored), the closure's own, or an internal error.

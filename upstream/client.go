@@ -1,6 +1,6 @@
 // Package upstream talks to ERP5 over the satellite link: the stock HATEOAS interface, the
-// batch receiver (ERP5.md), and the uplink that drains the outbox to them exactly once
-// (DESIGN §7).
+// batch receiver (docs/DESIGN.md appendices A and B), and the uplink that drains the outbox to them exactly once
+// (docs/DESIGN.md §7).
 package upstream
 
 import (
@@ -31,7 +31,7 @@ const DefaultUserAgent = "sitesync/1"
 // maxResponseSize bounds a response body read from the link (before decoding).
 const maxResponseSize = 64 << 20
 
-// Auth is how the client authenticates to ERP5 (ERP5.md §1): HTTP Basic (User, Password),
+// Auth is how the client authenticates to ERP5 (docs/DESIGN.md appendix A): HTTP Basic (User, Password),
 // an X-ACCESS-TOKEN header (Token) or the `__ac` cookie (Cookie). The first one set wins in
 // that order. Its String and LogValue never show a secret.
 type Auth struct {
@@ -68,7 +68,7 @@ func (a Auth) apply(h http.Header) {
 	}
 }
 
-// Client talks to one ERP5 HATEOAS web site (ERP5.md): the stock interface and the batch
+// Client talks to one ERP5 HATEOAS web site (docs/DESIGN.md appendices A and B): the stock interface and the batch
 // receiver installed beside it. Set the exported fields before the first call; it is safe
 // for concurrent use afterwards.
 type Client struct {

@@ -19,7 +19,7 @@ const (
 
 // MinCompressSize is the body size below which a request travels uncompressed: a single
 // small entry shrinks by fewer bytes than the Content-Encoding header and the codec's framing
-// cost (ERP5.md §3: one entry alone compresses ~600 B to ~370 B, headers then dominate).
+// cost (docs/DESIGN.md appendix C: one entry alone compresses ~600 B to ~370 B, headers then dominate).
 const MinCompressSize = 256
 
 // maxDecodedSize bounds a decoded response, against a decompression bomb from a broken or

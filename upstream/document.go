@@ -17,11 +17,11 @@ import (
 
 // DefaultView is the traverse view every ERP5 portal type has: its object_view action, whose
 // form is the type's main form (Person_view). jio_view exists only where OfficeJS apps added
-// it (ERP5-FORMS.md §1).
+// it (docs/DESIGN.md appendix A).
 const DefaultView = "view"
 
 // Document is an ERP5 document as the stock interface shows it: its editable form turned
-// into properties (ERP5.md §1). Unlike jIO, falsy values (0, false, "") are kept.
+// into properties (docs/DESIGN.md appendix A). Unlike jIO, falsy values (0, false, "") are kept.
 type Document struct {
 	ID                string
 	PortalType        string
@@ -313,13 +313,13 @@ type Related struct {
 	Text, UID string
 }
 
-// Put edits the document id: a form POST of fields to its put URL (ERP5.md §1). A form
+// Put edits the document id: a form POST of fields to its put URL (docs/DESIGN.md appendix A). A form
 // learned from an earlier traverse of the same portal type (when given) or of a document at
 // the same place saves the traverse; a 404, 403 or 400 on the learned URL falls back to one.
 // A nil value clears the field (sent as ""). Dates go as the field's subfields; a relation
 // (the related documents' relative URLs) as the related document's text and, in the
 // relation subfield, its uid, so that Base_edit sets exactly that document without a
-// catalog search (ERP5-FORMS.md §4).
+// catalog search (docs/DESIGN.md appendix A).
 // It returns the document's id afterwards: a 201 with X-Location means the edit renamed it.
 // A field the form does not let the user edit is ErrNotEditable.
 func (c *Client) Put(ctx context.Context, id, portalType string, fields map[string]any) (string, error) {
@@ -523,7 +523,7 @@ func scalarText(v any) string {
 
 // FormValues renders a JSON value as form values for Base_edit: strings as they are, numbers
 // as written, true as "1" and false as "" (Formulator's check box reads any non-empty value
-// as checked), nil as "" (a cleared field, DESIGN §7), lists as repeated values, objects as
+// as checked), nil as "" (a cleared field, docs/DESIGN.md §7), lists as repeated values, objects as
 // JSON.
 func FormValues(v any) []string {
 	switch x := v.(type) {

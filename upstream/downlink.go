@@ -168,7 +168,7 @@ type Replica interface {
 	CacheDocument(ctx context.Context, id, portalType string, fields map[string]any) (*gateway.Document, error)
 }
 
-// Downlink keeps the replica of the configured scopes fresh (DESIGN §7, Downlink): with the
+// Downlink keeps the replica of the configured scopes fresh (docs/DESIGN.md §7, Downlink): with the
 // receiver, one changes query for every scope with ERP5's opaque cursors; without it, keyset
 // pages of the stock search by (modification date, id) with an overlap window. It pulls on
 // an interval, right after the link comes back, and on SyncNow; it waits while the uplink is

@@ -9,7 +9,7 @@ import (
 	"sitesync.example/gateway"
 )
 
-// Fetch answers a get of a document the replica may lack (DESIGN §4): the replica's document
+// Fetch answers a get of a document the replica may lack (docs/DESIGN.md §4): the replica's document
 // when it has one; ENOTFOUND for a local id, or an id directly in the module of a scope that
 // takes every document of its type and whose initial sync completed; otherwise ERP5 is asked
 // (a traverse) when the link is up, and the answer cached in the replica. EUNAVAILABLE

@@ -24,7 +24,7 @@ func (d *Downlink) pullStock(ctx context.Context, st *scopeState) error {
 	limit := d.PageSize
 	base := query.And(&query.Simple{Key: "portal_type", Value: st.PortalType}, st.query)
 	// The catalog uid goes with every document: a stock put of a relation names the related
-	// document by it (ERP5-FORMS.md §4).
+	// document by it (docs/DESIGN.md appendix A).
 	selectList := withKeys(st.Fields, "modification_date", "uid")
 	if len(st.Fields) == 0 {
 		// Every field comes from the document's form, whose state field shows the state's

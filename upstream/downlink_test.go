@@ -329,7 +329,7 @@ func TestDownlink_Changed(t *testing.T) {
 	}
 }
 
-// TestDownlink_Fetch covers reads outside the replica (DESIGN §4).
+// TestDownlink_Fetch covers reads outside the replica (docs/DESIGN.md §4).
 func TestDownlink_Fetch(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newDLEnv(t, linksim.Thuraya, erp5sim.Options{}, Scope{PortalType: "Person", Fields: personFields})

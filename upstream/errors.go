@@ -71,7 +71,7 @@ func (e *HTTPError) Retryable() bool {
 	return o != OutcomeDead && o != OutcomeOK
 }
 
-// Outcome is what a send's result means for the entries it carried (DESIGN §7).
+// Outcome is what a send's result means for the entries it carried (docs/DESIGN.md §7).
 type Outcome int
 
 // Outcomes.

@@ -80,7 +80,7 @@ func marshalCanonical(v any) ([]byte, error) {
 }
 
 // Flag reads a Formulator flag (editable, hidden, required) as ERP5 writes it: 1 or 0, and
-// true or false as jIO's fixtures write it. Anything else is false (ERP5-FORMS.md §1).
+// true or false as jIO's fixtures write it. Anything else is false (docs/DESIGN.md appendix A).
 func Flag(v any) bool {
 	switch x := v.(type) {
 	case bool:
@@ -103,7 +103,7 @@ func Flag(v any) bool {
 	return false
 }
 
-// relationTypes are the field types whose value is a relation (ERP5-FORMS.md §1).
+// relationTypes are the field types whose value is a relation (docs/DESIGN.md appendix A).
 var relationTypes = map[string]bool{"RelationStringField": true, "MultiRelationStringField": true}
 
 // multiTypes are the field types whose value is a list.
@@ -140,7 +140,7 @@ func FieldProperty(id, typ string, spec map[string]any) string {
 	return rest
 }
 
-// passKeys are the type-specific keys a form field keeps (ERP5-FORMS.md §1), as ERP5 sends
+// passKeys are the type-specific keys a form field keeps (docs/DESIGN.md appendix A), as ERP5 sends
 // them. Document-specific keys (default, key, url, relation_item_*, query,
 // list_method_template) are left out.
 var passKeys = []string{
@@ -256,7 +256,7 @@ func decodeUseNumber(b []byte, v any) error {
 	return d.Decode(v)
 }
 
-// ParseViewForm builds the site's form from a traverse's `_embedded._view` (ERP5-FORMS.md
+// ParseViewForm builds the site's form from a traverse's `_embedded._view` (docs/DESIGN.md appendix A
 // §1): form_id's default, form_definition's title and group_list, and the rendered fields.
 // It returns nil when the answer carries no view.
 func ParseViewForm(view map[string]json.RawMessage) (*Form, error) {

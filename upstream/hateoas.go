@@ -12,7 +12,7 @@ import (
 	"strings"
 )
 
-// URNPrefix prefixes every reference ERP5's HATEOAS interface writes (ERP5.md §1).
+// URNPrefix prefixes every reference ERP5's HATEOAS interface writes (docs/DESIGN.md appendix A).
 const URNPrefix = "urn:jio:get:"
 
 // halJSON is the media type of every HATEOAS response; a request whose Accept does not allow
@@ -26,7 +26,7 @@ const DefaultSearchLimit = 1000
 // StripURN returns ref without the urn:jio:get: prefix.
 func StripURN(ref string) string { return strings.TrimPrefix(ref, URNPrefix) }
 
-// Root is the site root's entry points (ERP5.md §1). Traverse and RawSearch are RFC 6570
+// Root is the site root's entry points (docs/DESIGN.md appendix A). Traverse and RawSearch are RFC 6570
 // templates; Add and Bulk are action URLs.
 type Root struct {
 	Traverse  string
@@ -146,7 +146,7 @@ func (c *Client) postForm(ctx context.Context, u string, form url.Values, id str
 }
 
 // Post creates an empty document of portalType inside parent through the root's add action
-// and returns its id, read from X-Location (ERP5.md §1). A 2xx without X-Location is
+// and returns its id, read from X-Location (docs/DESIGN.md appendix A). A 2xx without X-Location is
 // ErrNoLocation: something may have been created.
 func (c *Client) Post(ctx context.Context, portalType, parent string) (string, error) {
 	root, err := c.Root(ctx)
@@ -176,7 +176,7 @@ func (c *Client) Post(ctx context.Context, portalType, parent string) (string, e
 	return StripURN(loc), nil
 }
 
-// SearchOptions is a raw_search request (ERP5.md §1).
+// SearchOptions is a raw_search request (docs/DESIGN.md appendix A).
 type SearchOptions struct {
 	// Query is a jIO query string; "" matches everything the user may see.
 	Query string

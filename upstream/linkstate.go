@@ -46,7 +46,7 @@ func (s *LinkState) UnmarshalText(b []byte) error {
 	return errors.New("unknown link state " + strconv.Quote(string(b)))
 }
 
-// LinkStatus is the link part of Status (DESIGN §3 `status`: state, since, next_try_at,
+// LinkStatus is the link part of Status (docs/DESIGN.md §3 `status`: state, since, next_try_at,
 // last_error).
 type LinkStatus struct {
 	State     LinkState `json:"state"`

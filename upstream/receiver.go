@@ -14,7 +14,7 @@ import (
 	"time"
 )
 
-// Receiver endpoints, under the site URL (ERP5.md §2; ERP5 acquisition finds them).
+// Receiver endpoints, under the site URL (docs/DESIGN.md appendix B; ERP5 acquisition finds them).
 const (
 	CapabilityPath = "ERP5Site_getSyncGatewayCapability"
 	BatchPath      = "ERP5Site_receiveSyncGatewayBatch"
@@ -61,7 +61,7 @@ func (c *Client) Capability(ctx context.Context) (*Capability, error) {
 // on top of the stall window.
 const batchWorkPerEntry = 30 * time.Millisecond
 
-// Result is the receiver's answer for one entry (ERP5.md §2).
+// Result is the receiver's answer for one entry (docs/DESIGN.md appendix B).
 type Result struct {
 	Seq    int64  `json:"seq"`
 	Status string `json:"status"`
@@ -185,7 +185,7 @@ func parseResults(body []byte) ([]Result, error) {
 	return *r.Results, nil
 }
 
-// Results asks the receiver for the stored results of seqs of one epoch (ERP5.md §2); a seq
+// Results asks the receiver for the stored results of seqs of one epoch (docs/DESIGN.md appendix B); a seq
 // never applied answers StatusUnknown. The seqs travel as ranges (FormatSeqs), so a query for
 // thousands of entries stays a few hundred bytes.
 func (c *Client) Results(ctx context.Context, gateway, epoch string, seqs []int64) ([]Result, error) {
@@ -275,7 +275,7 @@ type ChangesScope struct {
 	Cursor     json.RawMessage `json:"cursor"`
 }
 
-// ChangesRequest is the body of a changes query (ERP5.md §2).
+// ChangesRequest is the body of a changes query (docs/DESIGN.md appendix B).
 type ChangesRequest struct {
 	Gateway string         `json:"gateway"`
 	Scopes  []ChangesScope `json:"scopes"`

@@ -373,7 +373,7 @@ func TestSim_StockMode(t *testing.T) {
 	}
 }
 
-// TestSim_StockCreateWeakness demonstrates, against the double, the weakness DESIGN §7
+// TestSim_StockCreateWeakness demonstrates, against the double, the weakness docs/DESIGN.md §7
 // documents: a create whose newContent answer is lost leaves an empty document at ERP5.
 func TestSim_StockCreateWeakness(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {

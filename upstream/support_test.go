@@ -361,7 +361,7 @@ func (f *fakeERP5) handle(r *http.Request, path string, receiver bool) (int, map
 			k := q.Get("epoch") + "/" + strconv.FormatInt(s, 10)
 			if res, ok := f.results[k]; ok {
 				if h := f.hashes[k]; h != "" {
-					// The stored result carries its entry's hash (ERP5.md §2).
+					// The stored result carries its entry's hash (docs/DESIGN.md appendix B).
 					hb, _ := json.Marshal(h)
 					res = append(append(append(json.RawMessage{}, res[:len(res)-1]...), `,"hash":`...), append(hb, '}')...)
 				}
@@ -423,7 +423,7 @@ func (f *fakeERP5) handle(r *http.Request, path string, receiver bool) (int, map
 	return 404, nil, nil
 }
 
-// batch applies a receiver batch as ERP5.md §2 says.
+// batch applies a receiver batch as docs/DESIGN.md appendix B says.
 func (f *fakeERP5) batch(r *http.Request) (int, map[string]string, []byte) {
 	raw, _ := io.ReadAll(r.Body)
 	body, err := Decompress(r.Header.Get("Content-Encoding"), raw)

@@ -11,7 +11,7 @@ import (
 )
 
 // Transport defaults, sized for a GEO satellite link: 600–1100 ms round trips, ~400 kbit/s,
-// drop-outs (ERP5.md §3, notes/link.md §1.4).
+// drop-outs (docs/DESIGN.md appendix C).
 const (
 	// DefaultTLSHandshakeTimeout is well above Go's 10 s: a full handshake takes several round
 	// trips, each over a second when packets are retransmitted.

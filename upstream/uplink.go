@@ -38,7 +38,7 @@ type Store interface {
 	OutboxEntry(ctx context.Context, seq int64) (*outbox.Entry, error)
 	// RecordCreated records, before the edit that follows, the ERP5 id a stock newContent gave
 	// a post's document (in the entry's answer, as {"status":"created","id":ID}), so that a
-	// retry repeats the edit only (DESIGN §7, Stock mode).
+	// retry repeats the edit only (docs/DESIGN.md §7, Stock mode).
 	RecordCreated(ctx context.Context, seq int64, id string) error
 	// RecoverInflight makes entries a stopped process left inflight uncertain.
 	RecoverInflight(ctx context.Context) (int, error)
@@ -64,7 +64,7 @@ const (
 // Uplink defaults.
 const (
 	// DefaultBatchBytes is the compressed size a batch aims at: ~0.7 s at 384 kbit/s, cheap
-	// enough to resend whole, big enough that batching pays (ERP5.md §3: a few hundred
+	// enough to resend whole, big enough that batching pays (docs/DESIGN.md appendix C: a few hundred
 	// entries). With DefaultPipeline batches in flight, the link carries ~1.4 s of data per
 	// round trip: a drain is paced by its bytes, not by round trips.
 	DefaultBatchBytes = 32 << 10
@@ -85,7 +85,7 @@ const (
 	// splitAfter is how many consecutive 5xx answers a batch gets before it is split.
 	splitAfter = 2
 	// assumedRatio is the compression ratio assumed before a batch has been measured: a little
-	// above what zstd and gzip reach on ERP5-like JSON (ERP5.md §3: 542 KB → 74 KB).
+	// above what zstd and gzip reach on ERP5-like JSON (docs/DESIGN.md appendix C: 542 KB → 74 KB).
 	assumedRatio = 0.2
 	// DefaultPipeline is how many batches may be in flight at once.
 	DefaultPipeline = 2
@@ -143,7 +143,7 @@ type Status struct {
 }
 
 // Uplink drains the outbox to ERP5: the batch receiver when ERP5 advertises it, else the
-// stock interface (DESIGN §7). Set the fields, then Open; Wake, Flush, Resume and Status are
+// stock interface (docs/DESIGN.md §7). Set the fields, then Open; Wake, Flush, Resume and Status are
 // safe for concurrent use.
 type Uplink struct {
 	Client *Client
@@ -810,7 +810,7 @@ func (u *Uplink) ensureMode(ctx context.Context) (string, error) {
 		u.mu.Unlock()
 		if n >= 2 {
 			if mode != ModeStock {
-				u.Logger.Warn("no batch receiver at ERP5 (two 404s in a row): stock mode, weaker guarantees (DESIGN §7)")
+				u.Logger.Warn("no batch receiver at ERP5 (two 404s in a row): stock mode, weaker guarantees (docs/DESIGN.md §7)")
 			}
 			return ModeStock, nil
 		}
@@ -826,7 +826,7 @@ func (u *Uplink) ensureMode(ctx context.Context) (string, error) {
 }
 
 // verify settles, through the results query, the entries whose outcome must be known before
-// anything of them is resent: uncertain ones and unchecked ones of earlier epochs (DESIGN §6).
+// anything of them is resent: uncertain ones and unchecked ones of earlier epochs (docs/DESIGN.md §6).
 // In stock mode there is no results query: an uncertain stock entry is resent as it is, and
 // an entry never sent is checked trivially; batch entries wait for the receiver.
 func (u *Uplink) verify(ctx context.Context, mode string) error {

@@ -471,7 +471,7 @@ func TestUplink_StockFaults(t *testing.T) {
 	}
 }
 
-// TestUplink_StockCreateWeakness demonstrates stock mode's documented weakness (DESIGN §7):
+// TestUplink_StockCreateWeakness demonstrates stock mode's documented weakness (docs/DESIGN.md §7):
 // when the answer to newContent is lost after ERP5 created the document, the gateway cannot
 // tell, creates again, and ERP5 keeps an empty orphan. The edit itself is not repeated on
 // the orphan, and the receiver does not have the weakness (TestUplink_ReceiverFaults).

@@ -10,7 +10,7 @@ import (
 // vars. A value is a string, a []string (a list), or anything fmt formats (numbers); a name
 // absent from vars, or bound to nil or an empty list, is undefined and omitted; an empty
 // string is defined and kept (`{&query}` with "" gives "&query="). ERP5's entry points are
-// such templates (ERP5.md §1): `{&relative_url,view}`, `{&query,select_list*,limit*,…}`.
+// such templates (docs/DESIGN.md appendix A): `{&relative_url,view}`, `{&query,select_list*,limit*,…}`.
 //
 // Unlike url.QueryEscape, every octet outside the unreserved set is percent-encoded (space is
 // %20, never +; ':' '/' ',' '"' '[' are encoded), except with the reserved operators '+' and

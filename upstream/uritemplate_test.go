@@ -61,7 +61,7 @@ func TestExpand(t *testing.T) {
 		{"continuation prefix", "{&var:3}", rfc, "&var=val"},
 		{"literal encoded", "a b{var}", rfc, "a%20b" + "value"},
 
-		// ERP5.md §1.
+		// docs/DESIGN.md appendix A.
 		{"traverse", "https://h/s/ERP5Document_getHateoas?mode=traverse{&relative_url,view}",
 			map[string]any{"relative_url": "person_module/20150119_azerty", "view": "jio_view"},
 			"https://h/s/ERP5Document_getHateoas?mode=traverse&relative_url=person_module%2F20150119_azerty&view=jio_view"},

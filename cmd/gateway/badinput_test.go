@@ -276,7 +276,7 @@ func badCases(person, gadget string) []badCase {
 
 // TestBadInput sends the catalogue over a real data channel to a real gateway (the policy,
 // the replica and the write path behind it). Each message gets the structured error of
-// DESIGN §3; the channel stays open (a get after each case succeeds); nothing is stored;
+// docs/DESIGN.md §3; the channel stays open (a get after each case succeeds); nothing is stored;
 // memory stays bounded.
 func TestBadInput(t *testing.T) {
 	s := relStart(t, t.TempDir(), relOptions{Policy: badInputPolicy(t)})

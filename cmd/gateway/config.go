@@ -21,7 +21,7 @@ import (
 // DefaultConfigPath is read when --config is not given and the file exists.
 const DefaultConfigPath = "gateway.yaml"
 
-// Config is the gateway's configuration file (DESIGN §10). Every key is documented in
+// Config is the gateway's configuration file (docs/DESIGN.md §10). Every key is documented in
 // config.example.yaml.
 type Config struct {
 	DataDir  string         `yaml:"data_dir"`

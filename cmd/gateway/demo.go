@@ -37,7 +37,7 @@ const (
 	DemoSiteID = "demo-site"
 	// DefaultDemoListen is loopback: the demo is for the machine it runs on unless asked.
 	DefaultDemoListen = "127.0.0.1:8080"
-	// DefaultDemoLink is a Thuraya IP terminal as measured (ERP5.md §3).
+	// DefaultDemoLink is a Thuraya IP terminal as measured (docs/DESIGN.md appendix C).
 	DefaultDemoLink = "384kbit/444kbit,700ms"
 	// DefaultDemoDocs is a small site's worth of documents.
 	DefaultDemoDocs = 3000

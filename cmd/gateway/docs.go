@@ -28,7 +28,7 @@ func init() { register(newDocsCommand) }
 // init functions: docsSubcommands = append(docsSubcommands, newDocsPutCommand).
 var docsSubcommands []func(m *Main) *cobra.Command
 
-// newDocsCommand builds `gateway docs`, the operator's shell onto the replica (DESIGN §9).
+// newDocsCommand builds `gateway docs`, the operator's shell onto the replica (docs/DESIGN.md §9).
 func newDocsCommand(m *Main) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "docs",
@@ -84,7 +84,7 @@ func newDocsQueryCommand(m *Main) *cobra.Command {
 		Short: "Run a jIO query over the replica",
 		Long: `Run an allDocs query over the replica's live documents, as the gateway answers a
 browser (without a role's scope). The arguments are joined with spaces into one jIO query
-(JIO-QUERY.md); none lists every document, in the order they were first stored.
+(docs/DESIGN.md appendix D); none lists every document, in the order they were first stored.
 
 -o table (the default) prints the ids and the selected fields; -o json prints exactly
 {"total_rows": N, "rows": [{"id": …, "value": {…}, "doc": {…}}]}, where total_rows counts the

@@ -96,7 +96,7 @@ type linkEnv struct {
 	removed map[string]bool // documents removed
 	seeded  map[string]int  // documents loaded at ERP5, by portal type
 	// tainted are documents whose ERP5 values changed through writes a replaced database
-	// lost: editing them from the stale replica is a conflict (DESIGN §7), not this test's
+	// lost: editing them from the stale replica is a conflict (docs/DESIGN.md §7), not this test's
 	// subject.
 	tainted map[string]bool
 }

@@ -14,7 +14,7 @@ import (
 // write, and a page only needs its status bar to follow within a second.
 const statusEvery = time.Second
 
-// statusNotifier sends the status notification (DESIGN §3) to every open channel when the
+// statusNotifier sends the status notification (docs/DESIGN.md §3) to every open channel when the
 // outbox or the link changes, at most once per statusEvery, computing the shared part once.
 type statusNotifier struct {
 	lan *lan.Server

@@ -29,7 +29,7 @@ import (
 func init() { register(newOutboxCommand) }
 
 // newOutboxCommand builds `gateway outbox`, the operator's view of the queue of writes bound
-// for ERP5 (DESIGN §6, after Postfix's postqueue and postsuper).
+// for ERP5 (docs/DESIGN.md §6, after Postfix's postqueue and postsuper).
 func newOutboxCommand(m *Main) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "outbox",
@@ -320,7 +320,7 @@ func writeEntriesJSON(w io.Writer, list []*outbox.Entry, array bool) error {
 // outboxErrorWidth is how much of the last error the table shows (-o wide shows it whole).
 const outboxErrorWidth = 60
 
-// writeEntriesTable prints the table of DESIGN §6 and its summary line.
+// writeEntriesTable prints the table of docs/DESIGN.md §6 and its summary line.
 func (m *Main) writeEntriesTable(ctx context.Context, db *sqlite.DB, list []*outbox.Entry, total int,
 	filter outbox.Filter, f outboxLsFlags, now time.Time) error {
 	wide := f.output == "wide"
@@ -1235,7 +1235,7 @@ func (m *Main) startEpoch(ctx context.Context, db *sqlite.DB) error {
 }
 
 // startOutbox makes the database ready to serve and starts the outbox's background work. It
-// sets the site id and modules from the configuration, makes a new epoch (DESIGN §6: every
+// sets the site id and modules from the configuration, makes a new epoch (docs/DESIGN.md §6: every
 // start of serve), turns entries a stopped process left inflight into uncertain — both before
 // anything is claimed — and then, until Close: calls changed whenever the database changes
 // (another process's operator command, or this process's own writes: wake the uplink), prunes

@@ -12,7 +12,7 @@ import (
 
 func init() { register(newQueryCommand) }
 
-// newQueryCommand builds `gateway query`, tools for the jIO query language (JIO-QUERY.md).
+// newQueryCommand builds `gateway query`, tools for the jIO query language (docs/DESIGN.md appendix D).
 // They read no configuration and open no database.
 func newQueryCommand(m *Main) *cobra.Command {
 	cmd := &cobra.Command{

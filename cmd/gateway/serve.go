@@ -40,7 +40,7 @@ func newServeCommand(m *Main) *cobra.Command {
 		Long: `Run the gateway until SIGINT or SIGTERM: the web app and /signal on lan.listen, the
 data channels on one UDP port, the uplink that drains the outbox to ERP5 (when site_id and
 upstream.url are set), the control socket for operator commands, /healthz, /readyz,
-/metrics and the operator status page /status. Each start begins a new outbox epoch (DESIGN §6).`,
+/metrics and the operator status page /status. Each start begins a new outbox epoch (docs/DESIGN.md §6).`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if listen != "" {

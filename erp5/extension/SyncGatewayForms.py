@@ -4,7 +4,7 @@
 It adapts the pure-Python core (``sync_gateway_forms.py``) to ERP5: a portal type's view form
 is found through its type information's action (``view`` unless the gateway names another,
 as ``upstream.view``), read through ERP5Form's API (groups, fields, the template field's
-meta_type for proxy fields, the flags and the type keys of ERP5-FORMS.md), and its workflow
+meta_type for proxy fields, the flags and the type keys of docs/DESIGN.md appendix A), and its workflow
 graph through portal_workflow (DCWorkflow or ERP5 Workflow): the state variable, and per
 state the user transitions (``*_action``) with their titles.
 
@@ -21,7 +21,7 @@ except ImportError:  # the core on the Python path
 
 WORKFLOW_VARIABLES = ("validation_state", "simulation_state")
 
-# Type keys passed through, per template field meta_type (ERP5-FORMS.md section 1).
+# Type keys passed through, per template field meta_type (docs/DESIGN.md appendix A).
 TYPE_KEYS = {
     "ListField": ("items", "first_item"),
     "RadioField": ("items", "select_first_item", "orientation"),

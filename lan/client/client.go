@@ -1,4 +1,4 @@
-// Package client connects to a site gateway exactly as a browser does (DESIGN §3): it pairs
+// Package client connects to a site gateway exactly as a browser does (docs/DESIGN.md §3): it pairs
 // with a one-time code (POST /api/pair), says hello over the /signal WebSocket, offers one
 // ordered, reliable data channel labelled "jio" with its candidates gathered, and then speaks
 // JSON-RPC 2.0 over it, fragmenting messages over 64 KiB both ways. Tests, benchmarks,

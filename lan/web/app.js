@@ -17,7 +17,7 @@ import {Titles} from '/erp5.js';
 
 const $ = (id) => document.getElementById(id);
 
-// Outbox states that mean "waiting to upload" (DESIGN §6); dead and conflict are counted apart.
+// Outbox states that mean "waiting to upload" (docs/DESIGN.md §6); dead and conflict are counted apart.
 const WAITING_STATES = ['pending', 'inflight', 'deferred', 'uncertain', 'held'];
 
 /** App is the page: one session, the current view, the status bar. */

@@ -1,4 +1,4 @@
-// gateway.js — the browser's client of the site gateway (DESIGN §3).
+// gateway.js — the browser's client of the site gateway (docs/DESIGN.md §3).
 //
 // Pairing:   const creds = await pair(codeFromLocation());          // POST /api/pair, stores the token
 // Connecting: const gw = await connect();                           // WebSocket hello/offer/answer, then the data channel

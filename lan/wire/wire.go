@@ -1,4 +1,4 @@
-// Package wire holds the browser ↔ gateway wire formats of DESIGN §3, shared by the gateway's
+// Package wire holds the browser ↔ gateway wire formats of docs/DESIGN.md §3, shared by the gateway's
 // LAN server and its Go client: signaling messages, JSON-RPC 2.0 envelopes and the binary
 // fragments that carry messages over 64 KiB on the data channel.
 package wire
@@ -73,7 +73,7 @@ type HTTPError struct {
 // Version is the jsonrpc member of every request and response.
 const Version = "2.0"
 
-// JSON-RPC error codes (DESIGN §3).
+// JSON-RPC error codes (docs/DESIGN.md §3).
 const (
 	CodeParseError     = -32700
 	CodeInvalidRequest = -32600

@@ -1,7 +1,7 @@
 -- Indexes for the uplink's drain of a large backlog.
 --
 -- When ERP5 numbers a locally created document, the settle renames every reference to its
--- local id (DESIGN §6, invariant 4): in the replica's bodies and in the never-sent outbox
+-- local id (docs/DESIGN.md §6, invariant 4): in the replica's bodies and in the never-sent outbox
 -- rows. Both searches used to read every row (a byte search per body or per row), once per
 -- created document: a thousand creates read the table a thousand times. These partial
 -- indexes hold only the rows that name some local id ("local-" is the mark of every local
